@@ -1,0 +1,82 @@
+"""`python -m sparsify [group=option ...] [key=value ...]`: compose the config with Hydra,
+validate it, run it. User errors end in one line on stderr and exit status 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+def _config_dir() -> str:
+    """conf/ inside an installed package, else beside the package in a checkout (absolute)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise SystemExit("sparsify: error: cannot find the conf/ folder of configs")
+
+
+def _run_name(*, _root_: DictConfig) -> str:
+    """Resolver behind hydra.run.dir: the run's name, from everything but the hydra node."""
+    from sparsify.rundir import run_name
+
+    config = {}
+    for key in _root_:
+        if key == "hydra":
+            continue
+        value = _root_[key]
+        config[key] = (
+            OmegaConf.to_container(value, resolve=True)
+            if isinstance(value, (DictConfig, ListConfig))
+            else value
+        )
+    return run_name(config)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Undo the empty folders Hydra made for a run that never started (nothing else is touched)."""
+    cwd = Path.cwd().resolve()
+    path = run_dir.resolve()
+    while path != cwd and cwd in path.parents and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        path = path.parent
+    if run_dir.resolve() == path and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+
+
+@hydra.main(version_base="1.3", config_path=_config_dir(), config_name="config")
+def _main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from sparsify.errors import UserError
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        from sparsify.run import run
+        from sparsify.validate import validate
+
+        validate(cfg)
+        run(cfg, run_dir)
+    except UserError as e:
+        _remove_if_empty(run_dir)
+        print(f"sparsify: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.md'}")
+
+
+def main() -> None:
+    from sparsify.config import register_configs
+
+    register_configs()
+    if not OmegaConf.has_resolver("sparsify_run_name"):
+        OmegaConf.register_new_resolver("sparsify_run_name", _run_name)
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    _main()
+
+
+if __name__ == "__main__":
+    main()

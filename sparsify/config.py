@@ -1,0 +1,107 @@
+"""Structured config: one small dataclass per config group, registered with Hydra's ConfigStore so
+that unknown keys and wrong types fail when the config is composed, and `validate` for the ranges
+and names that types cannot express.
+
+Every field documents its unit. Steps are strings like '160ep' or '500it' (see training/steps.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # registered dataset: digits, cifar10, cifar100, mnist, ...
+    root: str = "data"  # folder holding the dataset's files (not used by digits / synthetic)
+    download: bool = False  # let torchvision download missing files (needs a network)
+    image_size: Optional[int] = None  # resize images to this many pixels per side; None: native
+    val_fraction: float = 0.1  # fraction of the training set held out for validation, in [0, 1)
+    split_seed: int = 0  # seed of the fixed train/val (and digits' test) split
+    augment: bool = True  # the dataset's standard training augmentation
+    num_workers: int = 0  # loader processes for datasets read from files per batch (folders)
+    # synthetic only: a generated, learnable dataset for tests and smoke runs
+    num_samples: int = 512
+    num_classes: int = 10
+    channels: int = 3
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # registered model: lenet300_100, conv2, resnet20, resnet50, ...
+    # extra keyword arguments of the model's builder (checked against its signature)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PruneConfig:
+    name: str = MISSING  # registered method: dense, magnitude, lth
+    sparsity: float = 0.9  # one-shot target: fraction of prunable weights set to zero, in [0, 1)
+    rate: float = 0.2  # iterative: fraction of the remaining weights pruned per level, in (0, 1)
+    levels: int = 8  # iterative: pruning levels after the dense level 0
+    rewind: str = "0it"  # lth: step whose weights the survivors are rewound to ('0it' = init)
+    allocation: str = "global"  # how sparsity is spread over layers: global, layerwise, erk
+    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
+    finetune: str = "10ep"  # magnitude: fine-tuning budget after pruning
+    finetune_lr: Optional[float] = None  # magnitude: fixed fine-tuning lr; None = schedule's last
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20  # length of one training run (one level), in epochs
+    batch_size: int = 64
+    optimizer: str = "sgd"  # sgd, adam, adamw
+    lr: float = 0.1
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw only
+    weight_decay: float = 1e-4
+    schedule: str = "multistep"  # constant, step, multistep, cosine
+    milestones: list[str] = field(default_factory=list)  # multistep: steps where lr *= gamma
+    step_size: str = "30ep"  # step: lr *= gamma every step_size
+    gamma: float = 0.1  # step / multistep decay factor
+    warmup: str = "0it"  # linear warm-up from 0 to lr over this many steps
+    label_smoothing: float = 0.0  # in [0, 1)
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    checkpoint_every: str = "1ep"  # how often the resumable checkpoint is written
+    progress: bool = True  # tqdm bar on a terminal; plain lines otherwise
+
+
+@dataclass
+class EvalConfig:
+    evaluators: list[str] = field(default_factory=lambda: ["accuracy"])  # registered evaluators
+    batch_size: int = 512  # evaluation batch size
+    split: str = "test"  # the split evaluated at the end of each level: test or val
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none or wandb (the local log.jsonl is always written)
+    project: str = "sparsify"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    mode: str = "online"  # wandb mode: online, offline, disabled
+    log_every: int = 10  # train metrics are sent every this many iterations
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    prune: PruneConfig = MISSING
+    train: TrainConfig = MISSING
+    eval: EvalConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = 0  # seeds the initialisation, data order and augmentation
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+
+
+def register_configs() -> None:
+    """Register the schema with Hydra (conf/config.yaml lists `sparsify_schema` first)."""
+    cs = ConfigStore.instance()
+    cs.store(name="sparsify_schema", node=Config)

@@ -1,0 +1,52 @@
+"""Evaluators: each turns a trained model into named numbers under a level's `metrics`.
+
+An evaluator is a function `(ctx: EvalContext) -> dict[str, float]` registered in EVALUATORS;
+`eval.evaluators` in the config lists which run. Keys are documented in docs/evaluators.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsify.data.base import DataBundle, Loader
+from sparsify.registry import Registry
+
+
+@dataclass
+class EvalContext:
+    model: nn.Module
+    data: DataBundle
+    loader: Loader  # the split being evaluated (eval.split)
+    device: torch.device
+
+
+Evaluator = Callable[[EvalContext], dict[str, float]]
+EVALUATORS: Registry[Evaluator] = Registry("evaluator")
+
+
+@torch.no_grad()
+def loss_and_topk(
+    model: nn.Module, loader: Loader, device: torch.device, ks: tuple[int, ...] = (1,)
+) -> tuple[float, dict[int, float]]:
+    """Mean cross-entropy and top-k accuracies (fractions in [0, 1]) of `model` over `loader`."""
+    was_training = model.training
+    model.eval()
+    loss_sum, n = 0.0, 0
+    correct = dict.fromkeys(ks, 0)
+    for x, y in loader.batches(0):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        top = logits.topk(max(ks), dim=1).indices
+        hits = top == y[:, None]
+        for k in ks:
+            correct[k] += int(hits[:, :k].any(dim=1).sum())
+        n += y.numel()
+    model.train(was_training)
+    assert n > 0, "empty evaluation split"
+    return loss_sum / n, {k: c / n for k, c in correct.items()}

@@ -1,0 +1,78 @@
+"""A pruning method is a sequence of levels. Each level is planned from what earlier levels left
+on disk: which weights live (mask), the weights training starts from, and the stretch of the
+schedule to train. The runner does the rest (train, evaluate, save), the same for every method."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from sparsify.config import PruneConfig
+from sparsify.registry import Registry
+from sparsify.sparsity.mask import Mask
+from sparsify.training.loop import Segment
+from sparsify.training.optim import LRSchedule
+from sparsify.training.steps import to_iterations
+
+StateDict = dict[str, Tensor]
+
+
+@dataclass
+class LevelPlan:
+    mask: Mask
+    weights: StateDict  # the state_dict training starts from (the runner applies the mask)
+    segment: Segment
+
+
+@dataclass
+class Context:
+    """What a method may read when planning a level."""
+
+    init: StateDict  # the weights at initialisation (level 0, iteration 0)
+    prunable: list[str]  # names of the prunable weights, in module order
+    iterations_per_epoch: int
+    total: int  # iterations of one full training run (train.epochs)
+    schedule: LRSchedule
+    final: Callable[[int], StateDict]  # level -> its final weights
+    mask: Callable[[int], Mask]  # level -> its mask
+    snapshot: Callable[[int, str], StateDict]  # (level, name) -> weights saved during that level
+
+    def steps(self, text: str, key: str) -> int:
+        return to_iterations(text, self.iterations_per_epoch, key)
+
+    def dense_mask(self) -> Mask:
+        return Mask.ones_like({n: self.init[n] for n in self.prunable})
+
+    def prunable_part(self, state: StateDict) -> StateDict:
+        return {n: state[n] for n in self.prunable}
+
+
+class Method(ABC):
+    def __init__(self, cfg: PruneConfig) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def num_levels(self) -> int:
+        """Levels this method runs, level 0 included."""
+
+    @abstractmethod
+    def plan(self, level: int, ctx: Context) -> LevelPlan:
+        """The plan of `level`, given that levels < `level` are finished."""
+
+    def check(self, ctx: Context) -> None:
+        """Raise UserError for settings that only make sense once the data is known.
+
+        The default accepts everything; methods with step-valued settings override it."""
+        return None
+
+    def dense_level(self, ctx: Context, snapshots: dict[str, int] | None = None) -> LevelPlan:
+        """The plain first level: every weight alive, from initialisation, the whole schedule."""
+        return LevelPlan(
+            ctx.dense_mask(), ctx.init, Segment(0, ctx.total, snapshots=snapshots or {})
+        )
+
+
+METHODS: Registry[type[Method]] = Registry("pruning method")

@@ -1,0 +1,244 @@
+"""One run: build everything, then for each level of the method plan → train → evaluate → save,
+then results.json and the report.
+
+Everything the user can get wrong is checked before the first file is written. Re-running in the
+same directory resumes: finished levels are read back, an unfinished level continues from
+checkpoint.pt, and on the CPU with a fixed seed the results equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sparsify.data import build_data
+from sparsify.errors import UserError
+from sparsify.evaluate import evaluate
+from sparsify.io import save_json, save_torch
+from sparsify.methods import METHODS, Context, LevelPlan
+from sparsify.models import build_model
+from sparsify.report import write_report
+from sparsify.rundir import RunDir, config_hash, run_name
+from sparsify.sparsity import MaskEnforcer, prunable_weights, sparsity_stats
+from sparsify.tracking import Tracker
+from sparsify.training.loop import Hooks, train_segment
+from sparsify.training.optim import LRSchedule, build_optimizer
+from sparsify.training.steps import to_iterations
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"device={name} but no CUDA GPU is available; use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the experiment `cfg` in `run_dir`; returns the results.json content."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    device = resolve_device(cfg.device)
+    rd = RunDir(run_dir)
+    resuming = rd.check_config(config)
+
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.eval.batch_size, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
+    init = _cpu_state(model)
+    if rd.init_path.exists():  # a resumed run starts from the weights it started from
+        init = rd.load_state(rd.init_path, init, "initial weights")
+    prunable = list(prunable_weights(model, cfg.prune.exclude))
+    model.to(device)
+
+    ipe = len(data.train)
+    total = cfg.train.epochs * ipe
+    schedule = LRSchedule(cfg.train, ipe, total)
+    method = METHODS.get(cfg.prune.name)(cfg.prune)
+    ckpt_every = max(1, to_iterations(cfg.train.checkpoint_every, ipe, "train.checkpoint_every"))
+    weights_like = {n: init[n] for n in prunable}
+    ctx = Context(
+        init=init,
+        prunable=prunable,
+        iterations_per_epoch=ipe,
+        total=total,
+        schedule=schedule,
+        final=lambda lv: rd.load_state(rd.level_dir(lv) / "final.pt", init, "level weights"),
+        mask=lambda lv: rd.load_mask(lv, weights_like),
+        snapshot=lambda lv, name: rd.load_state(rd.level_dir(lv) / f"{name}.pt", init, "snapshot"),
+    )
+    method.check(ctx)
+    ckpt = rd.load_checkpoint() if resuming else None
+    if ckpt is not None:
+        _check_checkpoint(ckpt, init, rd.checkpoint_path)
+
+    # ---- from here on, files are written ----
+    rd.path.mkdir(parents=True, exist_ok=True)
+    try:  # first, since wandb can still refuse to start (not logged in, no network)
+        tracker = Tracker(rd.path, cfg.logger, config, config_hash(config), run_name(config))
+    except UserError:
+        if not resuming:
+            shutil.rmtree(rd.path / "wandb", ignore_errors=True)
+        raise
+    if not resuming:
+        rd.write_config(config)
+    if not rd.init_path.exists():
+        save_torch(init, rd.init_path)
+    ok = False
+    try:
+        records, offset = [], 0
+        n_levels = method.num_levels()
+        for level in range(n_levels):
+            tracker.start_level(level, offset)
+            if rd.level_done(level):
+                record = rd.level_record(level)
+                records.append(record)
+                offset += record.get("iterations", 0)
+                continue
+            plan = method.plan(level, ctx)
+            record = _run_level(
+                level,
+                n_levels,
+                plan,
+                model,
+                data,
+                cfg,
+                device,
+                rd,
+                tracker,
+                ckpt,
+                ckpt_every,
+                schedule,
+                prunable,
+            )
+            ckpt = None
+            records.append(record)
+            offset += record["iterations"]
+            tracker.log_level(record)
+        results = {
+            "method": cfg.prune.name,
+            "model": cfg.model.name,
+            "data": cfg.data.name,
+            "seed": cfg.seed,
+            "levels": [{k: v for k, v in r.items() if k != "layers"} for r in records],
+        }
+        save_json(results, rd.path / "results.json")
+        write_report(rd.path, results, records, config)
+        ok = True
+        return results
+    finally:
+        tracker.finish(ok)
+
+
+def _check_checkpoint(ckpt: dict[str, Any], init: dict[str, torch.Tensor], path: Path) -> None:
+    state = ckpt["model"]
+    if (
+        not isinstance(state, dict)
+        or set(state) != set(init)
+        or any(
+            not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape
+            for k, v in init.items()
+        )
+    ):
+        raise UserError(f"{path} does not match the model; delete it to restart the level")
+
+
+def _run_level(
+    level: int,
+    n_levels: int,
+    plan: LevelPlan,
+    model: torch.nn.Module,
+    data,
+    cfg: DictConfig,
+    device: torch.device,
+    rd: RunDir,
+    tracker: Tracker,
+    ckpt: Optional[dict[str, Any]],
+    ckpt_every: int,
+    schedule: LRSchedule,
+    prunable: list[str],
+) -> dict[str, Any]:
+    """Train, evaluate and save one level; returns its record (metrics.json)."""
+    model.load_state_dict(plan.weights)
+    mask = plan.mask
+    mask.apply_(model)
+    optimizer = build_optimizer(model.parameters(), cfg.train)
+    enforcer = MaskEnforcer(model, mask)
+    resume_from = None
+    if (
+        ckpt is not None
+        and ckpt["level"] == level
+        and plan.segment.start < ckpt["step"] < plan.segment.end
+    ):
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        resume_from = ckpt["step"]
+        tracker.write({"event": "resume", "step": resume_from})
+
+    def checkpoint(step: int, opt: torch.optim.Optimizer) -> None:
+        rd.save_checkpoint(
+            {
+                "level": level,
+                "step": step,
+                "model": _cpu_state(model),
+                "optimizer": opt.state_dict(),
+                "mask": dict(mask),
+                "rng": {"torch": torch.get_rng_state()},
+            }
+        )
+
+    def snapshot(name: str, state: dict[str, torch.Tensor]) -> None:
+        save_torch(state, rd.level_dir(level) / f"{name}.pt")
+
+    hooks = Hooks(
+        log=tracker.log,
+        checkpoint=checkpoint,
+        snapshot=snapshot,
+        checkpoint_every=ckpt_every,
+        log_every=cfg.logger.log_every,
+        title=f"level {level}/{n_levels - 1}",
+    )
+    train_segment(
+        model,
+        data,
+        optimizer,
+        enforcer,
+        plan.segment,
+        schedule,
+        cfg.train,
+        device,
+        hooks,
+        resume_from,
+    )
+
+    final = _cpu_state(model)
+    stats = sparsity_stats({n: final[n] for n in prunable})
+    metrics = evaluate(model, data, list(cfg.eval.evaluators), cfg.eval.split, device)
+    record = {
+        "level": level,
+        "sparsity": stats.sparsity,
+        "nonzero_params": stats.nonzero,
+        "prunable_params": stats.total,
+        "metrics": metrics,
+        "iterations": plan.segment.end - plan.segment.start,
+        "layers": {n: {"nonzero": nz, "total": t} for n, (nz, t) in stats.per_layer.items()},
+    }
+    rd.save_level(level, mask, final, record)
+    acc = metrics.get("accuracy")
+    print(
+        f"[level {level}/{n_levels - 1}] sparsity {100 * stats.sparsity:.2f}%  "
+        f"({stats.nonzero}/{stats.total} weights)"
+        + (f"  test accuracy {100 * acc:.2f}%" if acc is not None else "")
+    )
+    return record

@@ -1,0 +1,125 @@
+"""Checks that types cannot express: ranges, registered names, step strings. Run on the composed
+config before any work; the first problem found becomes a one-line UserError."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, get_type_hints
+
+from omegaconf import DictConfig
+
+from sparsify.config import Config
+from sparsify.data import DATASETS
+from sparsify.errors import UserError
+from sparsify.evaluate import EVALUATORS
+from sparsify.methods import METHODS
+from sparsify.models import MODELS
+from sparsify.registry import Registry
+from sparsify.sparsity import ALLOCATIONS
+from sparsify.tracking import LOGGERS, WANDB_MODES
+from sparsify.training.optim import OPTIMIZERS, SCHEDULES
+from sparsify.training.steps import check_step
+
+
+def _range(
+    key: str, value: Any, lo: float, hi: float | None, lo_open: bool = False, hi_open: bool = True
+) -> None:
+    ok = (value > lo if lo_open else value >= lo) and (
+        hi is None or (value < hi if hi_open else value <= hi)
+    )
+    if not ok:
+        left = "(" if lo_open else "["
+        right = "∞)" if hi is None else (f"{hi})" if hi_open else f"{hi}]")
+        raise UserError(f"{key}={value} is out of range; valid: {left}{lo}, {right}")
+
+
+def _choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
+    if value not in valid:
+        raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def _registered(key: str, value: str, registry: Registry) -> None:
+    _choice(key, value, registry.names())
+
+
+def _known_keys(node: Any, schema: type, prefix: str = "") -> None:
+    """Keys added with Hydra's `+key=value` bypass the schema: refuse any the schema lacks."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = get_type_hints(schema)
+    for key in node:
+        name = f"{prefix}{key}"
+        if key not in fields:
+            raise UserError(f"unknown key {name!r}; valid keys here: {', '.join(fields)}")
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub) and isinstance(node[key], DictConfig):
+            _known_keys(node[key], sub, f"{name}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise UserError for the first unknown key, out-of-range value, unknown name or malformed
+    step."""
+    _known_keys(cfg, Config)
+    d, m, p, t, e, lg = cfg.data, cfg.model, cfg.prune, cfg.train, cfg.eval, cfg.logger
+    _range("seed", cfg.seed, 0, None)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda or cuda:N")
+
+    _registered("data.name", d.name, DATASETS)
+    _range("data.val_fraction", d.val_fraction, 0.0, 1.0)
+    if d.image_size is not None:
+        _range("data.image_size", d.image_size, 1, None)
+    _range("data.num_workers", d.num_workers, 0, None)
+    _range("data.num_samples", d.num_samples, 1, None)
+    _range("data.num_classes", d.num_classes, 2, None)
+    _range("data.channels", d.channels, 1, None)
+
+    _registered("model.name", m.name, MODELS)
+
+    _registered("prune.name", p.name, METHODS)
+    _range("prune.sparsity", p.sparsity, 0.0, 1.0)
+    _range("prune.rate", p.rate, 0.0, 1.0, lo_open=True)
+    _range("prune.levels", p.levels, 0, None)
+    _choice("prune.allocation", p.allocation, ALLOCATIONS)
+    check_step(p.rewind, "prune.rewind")
+    check_step(p.finetune, "prune.finetune")
+    if p.finetune_lr is not None:
+        _range("prune.finetune_lr", p.finetune_lr, 0.0, None, lo_open=True)
+
+    _range("train.epochs", t.epochs, 1, None)
+    _range("train.batch_size", t.batch_size, 1, None)
+    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _range("train.lr", t.lr, 0.0, None, lo_open=True)
+    _range("train.momentum", t.momentum, 0.0, 1.0)
+    _range("train.weight_decay", t.weight_decay, 0.0, None)
+    if len(t.betas) != 2:
+        raise UserError(f"train.betas={list(t.betas)} must hold two numbers, e.g. [0.9,0.999]")
+    for i, b in enumerate(t.betas):
+        _range(f"train.betas[{i}]", b, 0.0, 1.0)
+    _choice("train.schedule", t.schedule, SCHEDULES)
+    for i, milestone in enumerate(t.milestones):
+        check_step(milestone, f"train.milestones[{i}]")
+    check_step(t.step_size, "train.step_size")
+    check_step(t.warmup, "train.warmup")
+    check_step(t.checkpoint_every, "train.checkpoint_every")
+    _range("train.gamma", t.gamma, 0.0, 1.0, lo_open=True, hi_open=False)
+    _range("train.label_smoothing", t.label_smoothing, 0.0, 1.0)
+
+    if len(e.evaluators) == 0:
+        raise UserError(
+            f"eval.evaluators is empty; list at least one of: {', '.join(EVALUATORS.names())}"
+        )
+    for name in e.evaluators:
+        _registered("eval.evaluators", name, EVALUATORS)
+    if "accuracy" not in e.evaluators:
+        raise UserError(
+            "eval.evaluators must include 'accuracy' (the report plots it against sparsity)"
+        )
+    _range("eval.batch_size", e.batch_size, 1, None)
+    _choice("eval.split", e.split, ("test", "val"))
+    if e.split == "val" and d.val_fraction == 0:
+        raise UserError("eval.split=val needs data.val_fraction > 0")
+
+    _choice("logger.name", lg.name, LOGGERS)
+    _choice("logger.mode", lg.mode, WANDB_MODES)
+    _range("logger.log_every", lg.log_every, 1, None)

@@ -1,0 +1,182 @@
+"""Whole runs in-process on tiny settings: the run-directory contract, levels, resume, refusals."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sparsify.compose import compose
+from sparsify.errors import UserError
+from sparsify.models import build_model
+from sparsify.run import run
+
+FAST = ["train.epochs=2", "train.batch_size=128"]
+
+
+def _run(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, Path]:
+    cfg = compose([*FAST, *overrides])
+    run_dir = tmp_path / name
+    return run(cfg, run_dir), run_dir
+
+
+def _plain_model(run_dir: Path) -> torch.nn.Module:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    from sparsify.config import ModelConfig
+
+    return build_model(ModelConfig(name=cfg["model"]["name"]), 10, 1, 8)
+
+
+def test_lth_run_writes_the_run_directory_contract(tmp_path):
+    results, run_dir = _run(tmp_path, "prune.levels=2")
+    for name in [
+        "config.yaml",
+        "results.json",
+        "report.md",
+        "report.html",
+        "log.jsonl",
+        "checkpoint.pt",
+    ]:
+        assert (run_dir / name).is_file(), name
+    assert list(run_dir.glob("*.png"))
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk == results
+    assert {k: results[k] for k in ("method", "model", "data", "seed")} == {
+        "method": "lth",
+        "model": "lenet300_100",
+        "data": "digits",
+        "seed": 0,
+    }
+    assert [lv["level"] for lv in results["levels"]] == [0, 1, 2]
+    for lv in results["levels"]:
+        d = run_dir / "levels" / f"level_{lv['level']:02d}"
+        final = torch.load(d / "final.pt", weights_only=True)
+        mask = torch.load(d / "mask.pt", weights_only=True)
+        model = _plain_model(run_dir)
+        model.load_state_dict(final)  # strict: loads into the plain architecture
+        assert set(mask) <= set(final) and all(m.dtype == torch.bool for m in mask.values())
+        # sparsity is counted from the saved weights, and pruned weights are exactly zero
+        nonzero = sum(int(final[n].count_nonzero()) for n in mask)
+        total = sum(final[n].numel() for n in mask)
+        assert (lv["nonzero_params"], lv["prunable_params"]) == (nonzero, total)
+        assert lv["sparsity"] == pytest.approx(1 - nonzero / total)
+        assert all(torch.all(final[n][~m] == 0) for n, m in mask.items())
+        assert 0.0 <= lv["metrics"]["accuracy"] <= 1.0 and lv["metrics"]["loss"] > 0
+        assert json.loads((d / "metrics.json").read_text())["metrics"] == lv["metrics"]
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert {"start", "train", "epoch", "level", "finish"} <= {e["event"] for e in events}
+    report = (run_dir / "report.md").read_text()
+    assert "| 2 | 36.00% |" in report
+
+
+def test_lth_levels_prune_rate_of_the_remaining_weights(tmp_path):
+    results, _ = _run(tmp_path, "prune.levels=3", "prune.rate=0.5", "train.epochs=1")
+    sparsities = [lv["sparsity"] for lv in results["levels"]]
+    assert sparsities == pytest.approx([0.0, 0.5, 0.75, 0.875], abs=1e-4)
+
+
+def test_lth_rewinds_survivors_to_the_rewind_point(tmp_path):
+    from sparsify.methods import METHODS, Context
+    from sparsify.rundir import RunDir
+    from sparsify.sparsity import Mask
+
+    _, run_dir = _run(tmp_path, "prune.levels=1", "prune.rewind=3it")
+    rd = RunDir(run_dir)
+    init = torch.load(run_dir / "init.pt", weights_only=True)
+    rewind = torch.load(run_dir / "levels/level_00/rewind.pt", weights_only=True)
+    assert not torch.equal(rewind["fc1.weight"], init["fc1.weight"])  # 3 steps were taken
+    cfg = compose([*FAST, "prune.levels=1", "prune.rewind=3it"])
+    prunable = [n for n in init if n.endswith("weight")]
+    ctx = Context(
+        init=init,
+        prunable=prunable,
+        iterations_per_epoch=11,
+        total=22,
+        schedule=None,
+        final=lambda lv: torch.load(rd.level_dir(lv) / "final.pt", weights_only=True),
+        mask=lambda lv: Mask(torch.load(rd.level_dir(lv) / "mask.pt", weights_only=True)),
+        snapshot=lambda lv, n: torch.load(rd.level_dir(lv) / f"{n}.pt", weights_only=True),
+    )
+    plan = METHODS.get("lth")(cfg.prune).plan(1, ctx)
+    assert plan.segment.start == 3 and plan.segment.end == 22
+    assert all(torch.equal(plan.weights[k], rewind[k]) for k in rewind)
+    # the new mask keeps the largest final weights of level 0
+    final0 = ctx.final(0)
+    kept = torch.cat([final0[n][plan.mask[n]].abs() for n in prunable])
+    dropped = torch.cat([final0[n][~plan.mask[n]].abs() for n in prunable])
+    assert kept.min() >= dropped.max()
+
+
+def test_magnitude_prunes_once_to_the_target_and_fine_tunes(tmp_path):
+    results, run_dir = _run(tmp_path, "prune=magnitude", "prune.sparsity=0.7", "prune.finetune=3it")
+    assert [lv["sparsity"] for lv in results["levels"]] == pytest.approx([0.0, 0.7], abs=1e-4)
+    assert results["levels"][1]["iterations"] == 3
+
+
+def test_dense_runs_one_level(tmp_path):
+    results, _ = _run(tmp_path, "prune=dense")
+    assert len(results["levels"]) == 1 and results["levels"][0]["sparsity"] == 0.0
+
+
+def test_rerun_in_the_same_directory_skips_finished_levels(tmp_path):
+    first, run_dir = _run(tmp_path, "prune.levels=1")
+    final_before = (run_dir / "levels/level_01/final.pt").read_bytes()
+    n_train_events = (run_dir / "log.jsonl").read_text().count('"event": "train"')
+    second, _ = _run(tmp_path, "prune.levels=1")
+    assert second == first
+    assert (run_dir / "levels/level_01/final.pt").read_bytes() == final_before
+    assert (run_dir / "log.jsonl").read_text().count('"event": "train"') == n_train_events
+
+
+def test_a_different_config_in_an_existing_run_directory_is_refused(tmp_path):
+    _, run_dir = _run(tmp_path, "prune.levels=1")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="different config.*prune.rate"):
+        _run(tmp_path, "prune.levels=1", "prune.rate=0.5")
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_corrupt_checkpoint_is_a_user_error_and_nothing_is_written(tmp_path):
+    _, run_dir = _run(tmp_path, "prune=dense")
+    (run_dir / "levels/level_00/metrics.json").unlink()  # pretend level 0 is unfinished
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="checkpoint.*corrupt"):
+        _run(tmp_path, "prune=dense")
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_checkpoint_of_another_model_is_a_user_error(tmp_path):
+    _, run_dir = _run(tmp_path, "prune=dense")
+    (run_dir / "levels/level_00/metrics.json").unlink()
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    ckpt["model"] = {"other.weight": torch.zeros(3)}
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.raises(UserError, match="does not match the model"):
+        _run(tmp_path, "prune=dense")
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("prune.sparsity=1.5", r"prune.sparsity=1.5 is out of range; valid: \[0.0, 1.0\)"),
+        ("train.epochs=-1", r"train.epochs=-1 is out of range"),
+        ("prune.rewind=abc", r"prune.rewind='abc' is not a step"),
+        ("prune.allocation=random", r"choose one of: global, layerwise, erk"),
+        ("eval.evaluators=[nope]", r"choose one of: accuracy"),
+        ("prune.rewind=100ep", None),  # past the end of training: checked once data is built
+    ],
+)
+def test_out_of_range_values_are_user_errors(tmp_path, override, message):
+    with pytest.raises(UserError, match=message or "past the end of training"):
+        _run(tmp_path, override)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fixed_seed_gives_identical_results_on_cpu(tmp_path):
+    a, _ = _run(tmp_path, "prune.levels=1", name="a")
+    b, _ = _run(tmp_path, "prune.levels=1", name="b")
+    c, _ = _run(tmp_path, "prune.levels=1", "seed=1", name="c")
+    assert a == b
+    assert a["levels"][0]["metrics"] != c["levels"][0]["metrics"]
