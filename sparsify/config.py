@@ -64,7 +64,7 @@ class TrainConfig:
     milestones: list[str] = field(default_factory=list)  # multistep: steps where lr *= gamma
     step_size: str = "30ep"  # step: lr *= gamma every step_size
     gamma: float = 0.1  # step / multistep decay factor
-    warmup: str = "0it"  # linear warm-up from 0 to lr over this many steps
+    warmup: str = "0it"  # linear warm-up: lr·(i+1)/warmup at iteration i < warmup
     label_smoothing: float = 0.0  # in [0, 1)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     checkpoint_every: str = "1ep"  # how often the resumable checkpoint is written

@@ -78,7 +78,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         snapshot=lambda lv, name: rd.load_state(rd.level_dir(lv) / f"{name}.pt", init, "snapshot"),
     )
     method.check(ctx)
-    ckpt = rd.load_checkpoint() if resuming else None
+    # Only an unfinished run needs its checkpoint (a finished run's may be stale or damaged).
+    unfinished = any(not rd.level_done(lv) for lv in range(method.num_levels()))
+    ckpt = rd.load_checkpoint() if resuming and unfinished else None
     if ckpt is not None:
         _check_checkpoint(ckpt, init, rd.checkpoint_path)
 
@@ -239,6 +241,6 @@ def _run_level(
     print(
         f"[level {level}/{n_levels - 1}] sparsity {100 * stats.sparsity:.2f}%  "
         f"({stats.nonzero}/{stats.total} weights)"
-        + (f"  test accuracy {100 * acc:.2f}%" if acc is not None else "")
+        + (f"  {cfg.eval.split} accuracy {100 * acc:.2f}%" if acc is not None else "")
     )
     return record

@@ -18,12 +18,27 @@ from sparsify.errors import UserError
 from sparsify.io import load_json, load_torch, save_json, save_text, save_torch
 from sparsify.sparsity.mask import Mask
 
-# Keys that may change between runs in one directory without changing its results.
-_NOT_IDENTITY = ("logger",)
+# Settings that do not change a run's results: they may differ between the runs in one
+# directory (a resume may add data.download=true or switch wandb on) and do not enter its name.
+_NOT_IDENTITY = (
+    ("logger",),
+    ("data", "download"),
+    ("data", "num_workers"),
+    ("train", "progress"),
+    ("train", "checkpoint_every"),
+)
 
 
 def identity_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _NOT_IDENTITY and k != "hydra"}
+    """`config` without the hydra node and the settings in _NOT_IDENTITY."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items() if k != "hydra"}
+    for path in _NOT_IDENTITY:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -63,7 +63,7 @@ def validate(cfg: DictConfig) -> None:
     d, m, p, t, e, lg = cfg.data, cfg.model, cfg.prune, cfg.train, cfg.eval, cfg.logger
     _range("seed", cfg.seed, 0, None)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
-        raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda or cuda:N")
+        raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
 
     _registered("data.name", d.name, DATASETS)
     _range("data.val_fraction", d.val_fraction, 0.0, 1.0)

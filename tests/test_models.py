@@ -13,7 +13,7 @@ from torch import nn
 
 from sparsify.config import ModelConfig
 from sparsify.errors import UserError
-from sparsify.models import MODELS, build_model
+from sparsify.models import MODELS, build_model, builder_kwargs
 
 CONF_MODEL_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -55,7 +55,10 @@ def test_forward_gives_logits_and_backward_reaches_every_conv_and_linear_weight(
     name, in_channels, image_size
 ):
     torch.manual_seed(0)
-    model = build(name, num_classes=7, in_channels=in_channels, image_size=image_size)
+    # Zero-initialised residual branches pass no gradient to their last conv at the first step,
+    # by design (see the next test); switch it off to check that every weight is reachable.
+    kwargs = {"zero_init_residual": False} if "zero_init_residual" in builder_kwargs(name) else {}
+    model = build(name, num_classes=7, in_channels=in_channels, image_size=image_size, **kwargs)
     x = torch.randn(2, in_channels, image_size, image_size)
     logits = model(x)
     assert logits.shape == (2, 7)
@@ -66,6 +69,23 @@ def test_forward_gives_logits_and_backward_reaches_every_conv_and_linear_weight(
             grad = module.weight.grad
             assert grad is not None, module_name
             assert grad.abs().sum() > 0, module_name
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_torchvision_resnets_start_with_zero_initialised_residual_branches(name):
+    model = build(name)
+    last_bns = [
+        m.bn3 if hasattr(m, "bn3") else m.bn2
+        for m in model.modules()
+        if isinstance(
+            m, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck)
+        )
+    ]
+    assert last_bns and all(torch.all(bn.weight == 0) for bn in last_bns)
+    off = build(name, zero_init_residual=False)
+    assert all(torch.all(m.weight == 1) for m in off.modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(UserError, match="zero_init_residual"):
+        build(name, zero_init_residual="yes")
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -18,7 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -44,12 +55,25 @@ def test_installed_wheel_runs_from_any_directory(wheel, tmp_path):
     purelib = Path(
         subprocess.run(
             [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(purelib), str(wheel)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(purelib),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
     )
     # The dependencies (torch, hydra, ...) come from this environment; sparsify from the wheel.
     deps = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
@@ -57,13 +81,31 @@ def test_installed_wheel_runs_from_any_directory(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [python, "-c", "import sparsify, sparsify.kernels, sparsify.__main__ as m; print(sparsify.__file__); print(m._config_dir())"],
-        cwd=elsewhere, check=True, capture_output=True, text=True,
+        [
+            python,
+            "-c",
+            "import sparsify, sparsify.kernels, sparsify.__main__ as m; print(sparsify.__file__); print(m._config_dir())",
+        ],
+        cwd=elsewhere,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert all(Path(p).is_relative_to(purelib) for p in where), where
     proc = subprocess.run(
-        [python, "-m", "sparsify", "prune=dense", "train.epochs=1", "data=synthetic", "data.num_samples=64"],
-        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        [
+            python,
+            "-m",
+            "sparsify",
+            "prune=dense",
+            "train.epochs=1",
+            "data=synthetic",
+            "data.num_samples=64",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     (results,) = elsewhere.glob("runs/*/results.json")

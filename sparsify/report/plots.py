@@ -9,8 +9,10 @@ from typing import Any
 from sparsify.io import save_bytes
 
 
-def accuracy_vs_sparsity(levels: list[dict[str, Any]], title: str, path: Path) -> None:
-    """Test accuracy (%) against sparsity (%), one point per level, dense level as a dashed line."""
+def accuracy_vs_sparsity(
+    levels: list[dict[str, Any]], title: str, path: Path, split: str = "test"
+) -> None:
+    """Accuracy (%) on `split` against sparsity (%), one point per level; dense level dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +35,7 @@ def accuracy_vs_sparsity(levels: list[dict[str, Any]], title: str, path: Path) -
         ax.axhline(ys[0], linestyle="--", color="gray", linewidth=1, label="dense")
         ax.legend(loc="lower left")
     ax.set_xlabel("sparsity (% of prunable weights zero)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{split} accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

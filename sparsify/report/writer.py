@@ -63,7 +63,10 @@ def write_report(
     """Write report.md, report.html and the plot into `run_dir`."""
     title = f"{results['method']} · {results['model']} · {results['data']} · seed {results['seed']}"
     accuracy_vs_sparsity(
-        [lv for lv in results["levels"] if "accuracy" in lv["metrics"]], title, Path(run_dir) / PLOT
+        [lv for lv in results["levels"] if "accuracy" in lv["metrics"]],
+        title,
+        Path(run_dir) / PLOT,
+        config["eval"]["split"],
     )
     tables = _tables(results, records)
     md = [

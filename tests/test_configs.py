@@ -1,0 +1,85 @@
+"""Every shipped config composes and validates; every registered method and evaluator runs.
+Parametrized over conf/ and the registries, so a new YAML, method or evaluator is tested here
+without a new test."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparsify.compose import compose
+from sparsify.evaluate import EVALUATORS, EvalContext
+from sparsify.methods import METHODS
+from sparsify.run import run
+from sparsify.rundir import run_name
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ["data", "model", "prune", "train", "eval", "logger"]
+TINY = [
+    "train.epochs=1",
+    "data=synthetic",
+    "data.num_samples=96",
+    "prune.levels=1",
+    "prune.finetune=2it",
+]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{g}={o}" for g in GROUPS for o in _options(g)]
+    + [f"experiment={o}" for o in _options("experiment")],
+)
+def test_every_shipped_config_option_composes_and_validates(override):
+    cfg = compose([override])
+    group, option = override.split("=")
+    if group in ("data", "model", "prune", "logger"):
+        assert cfg[group].name == option
+
+
+def test_the_experiment_mnist_lenet_follows_the_openlth_protocol():
+    cfg = compose(["experiment=lth_lenet_mnist"])
+    assert (cfg.data.name, cfg.model.name, cfg.prune.name) == ("mnist", "lenet300_100", "lth")
+    assert (cfg.train.epochs, cfg.train.lr, cfg.prune.rate) == (40, 0.1, 0.2)
+    assert list(cfg.prune.exclude) == ["fc3.weight"]
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_runs_end_to_end(tmp_path, method):
+    results = run(compose([*TINY, f"prune={method}"]), tmp_path / method)
+    n_levels = METHODS.get(method)(compose([*TINY, f"prune={method}"]).prune).num_levels()
+    assert [lv["level"] for lv in results["levels"]] == list(range(n_levels))
+
+
+@pytest.mark.parametrize("name", EVALUATORS.names())
+def test_every_evaluator_returns_finite_numbers(name):
+    from sparsify.data import build_data
+    from sparsify.models import build_model
+
+    cfg = compose(TINY)
+    data = build_data(cfg.data, 32, 32, 0)
+    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
+    metrics = EVALUATORS.get(name)(EvalContext(model, data, data.test, torch.device("cpu")))
+    assert metrics and all(isinstance(v, float) and v == v for v in metrics.values())
+
+
+def test_settings_that_do_not_change_results_keep_the_run_name():
+    from omegaconf import OmegaConf
+
+    def name(*overrides):
+        return run_name(OmegaConf.to_container(compose(list(overrides)), resolve=True))
+
+    base = name()
+    assert name("data.download=true", "data.num_workers=4", "train.progress=false") == base
+    assert name("logger=wandb", "train.checkpoint_every=3ep") == base
+    assert name("seed=1") != base and name("prune.rate=0.3") != base
+    assert base.startswith("lth-lenet300_100-digits-s0-")
+
+
+def test_a_finished_run_reruns_even_if_its_checkpoint_was_damaged(tmp_path):
+    first = run(compose([*TINY, "prune=dense"]), tmp_path / "r")
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"garbage")
+    assert run(compose([*TINY, "prune=dense"]), tmp_path / "r") == first
