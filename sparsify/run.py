@@ -185,6 +185,8 @@ def _run_level(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
+        if torch.cuda.is_available() and ckpt["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         resume_from = ckpt["step"]
         tracker.write({"event": "resume", "step": resume_from})
 
@@ -196,7 +198,10 @@ def _run_level(
                 "model": _cpu_state(model),
                 "optimizer": opt.state_dict(),
                 "mask": dict(mask),
-                "rng": {"torch": torch.get_rng_state()},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                },
             }
         )
 

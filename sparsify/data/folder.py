@@ -35,6 +35,7 @@ from sparsify.data.base import DATASETS, DataBundle
 from sparsify.data.sampling import (
     ORDER_STREAM,
     SAMPLE_SEED_STREAM,
+    batches_per_epoch,
     epoch_order,
     seeded_generator,
     stratified_split,
@@ -101,17 +102,18 @@ class FolderLoader:
         self.num_workers = num_workers
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)
+        return batches_per_epoch(self.num_samples, self.batch_size, training=self.shuffle)
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield (x, y) for batches start, start+1, ... of `epoch`."""
         assert start >= 0, start
         first = start * self.batch_size
+        end = min(self.num_samples, len(self) * self.batch_size)
         if self.shuffle:
             order = self.indices[epoch_order(self.num_samples, self.seed, epoch)]
             gen = seeded_generator(SAMPLE_SEED_STREAM, self.seed, epoch)
             seeds = torch.randint(0, 2**62, (self.num_samples,), generator=gen)
-            items = list(zip(order[first:].tolist(), seeds[first:].tolist()))
+            items = list(zip(order[first:end].tolist(), seeds[first:end].tolist()))
         else:
             items = [(i, NO_SEED) for i in self.indices[first:].tolist()]
         loader = DataLoader(

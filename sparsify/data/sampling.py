@@ -75,3 +75,14 @@ def stratified_split(
     held_mask = torch.zeros(n, dtype=torch.bool)
     held_mask[perm[torch.argsort(key, stable=True)[:k]]] = True
     return torch.nonzero(~held_mask).flatten(), torch.nonzero(held_mask).flatten()
+
+
+def batches_per_epoch(num_samples: int, batch_size: int, training: bool) -> int:
+    """Batches in one epoch: every sample is used, except that a training epoch drops a final
+    batch of a single sample, on which BatchNorm cannot compute batch statistics (it raises for
+    1x1 feature maps). Training orders are reshuffled every epoch, so no sample is always left out.
+    """
+    n = -(-num_samples // batch_size)
+    if training and n > 1 and num_samples % batch_size == 1:
+        n -= 1
+    return n

@@ -16,6 +16,7 @@ from sparsify.config import DataConfig
 from sparsify.data.base import DataBundle
 from sparsify.data.sampling import (
     AUGMENT_STREAM,
+    batches_per_epoch,
     epoch_order,
     seeded_generator,
     stratified_split,
@@ -31,7 +32,8 @@ class TensorLoader:
     augments batch k with draws fixed by (seed, epoch, k), so `batches(epoch, start=k)` yields
     exactly the batches k, k+1, ... of `batches(epoch)`. An evaluation loader (`shuffle=False`,
     `augment=None`) yields the samples in stored order, unchanged. The last batch may be smaller
-    than `batch_size` (no sample is dropped).
+    than `batch_size`; no sample is dropped, except a lone last sample of a training epoch (see
+    `batches_per_epoch`).
     """
 
     def __init__(
@@ -58,7 +60,7 @@ class TensorLoader:
         self.normalize = Normalize(stats)
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)
+        return batches_per_epoch(self.num_samples, self.batch_size, training=self.shuffle)
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield (x, y) for batches start, start+1, ... of `epoch`.
