@@ -75,7 +75,11 @@ def main() -> None:
     if not OmegaConf.has_resolver("sparsify_run_name"):
         OmegaConf.register_new_resolver("sparsify_run_name", _run_name)
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
-    _main()
+    try:
+        _main()
+    except BrokenPipeError:  # e.g. `python -m sparsify --help | head`: the reader left early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,12 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_ships_configs_and_kernels_inside_the_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "sparsify/conf/config.yaml" in names
-    for group in ["data", "model", "prune", "train", "eval", "logger", "experiment"]:
-        assert any(n.startswith(f"sparsify/conf/{group}/") for n in names), group
+    # every config file of the checkout, so a new group folder cannot be left out of the wheel
+    shipped = sorted(
+        f"sparsify/conf/{p.relative_to(ROOT / 'conf')}" for p in (ROOT / "conf").rglob("*.yaml")
+    )
+    assert "sparsify/conf/config.yaml" in shipped
+    assert [n for n in shipped if n not in names] == []
     assert "sparsify/kernels/__init__.py" in names
     # never a top-level `kernels` (another PyPI package) or `conf`
     assert not any(n.startswith(("kernels/", "conf/")) for n in names)
