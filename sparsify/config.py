@@ -39,15 +39,24 @@ class ModelConfig:
 
 @dataclass
 class PruneConfig:
-    name: str = MISSING  # registered method: dense, magnitude, lth
+    name: str = MISSING  # registered method: dense, magnitude, lth, wr, lrr, finetune, random, ...
+    iterative: bool = True  # lth/wr/lrr/finetune/random: levels of `rate`; false: one shot
     sparsity: float = 0.9  # one-shot target: fraction of prunable weights set to zero, in [0, 1)
     rate: float = 0.2  # iterative: fraction of the remaining weights pruned per level, in (0, 1)
     levels: int = 8  # iterative: pruning levels after the dense level 0
-    rewind: str = "0it"  # lth: step whose weights the survivors are rewound to ('0it' = init)
+    rewind: str = "0it"  # step k: weights (lth, wr) or schedule (lrr) rewound to; '0it' = init
     allocation: str = "global"  # how sparsity is spread over layers: global, layerwise, erk
+    granularity: str = "unstructured"  # unstructured, block (B×B), nm (N:M), channel (filters)
+    block: int = 32  # granularity=block: block side B
+    n: int = 2  # granularity=nm: N weights kept ...
+    m: int = 4  # ... in every group of M along the input dimension
+    criterion: str = "large_final"  # mask criterion (Zhou et al. 2019), see sparsity/criteria.py
+    restart: str = (
+        "rewind"  # what survivors restart from: rewind, reinit, reshuffle, signed_constant
+    )
     exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
     finetune: str = "10ep"  # magnitude: fine-tuning budget after pruning
-    finetune_lr: Optional[float] = None  # magnitude: fixed fine-tuning lr; None = schedule's last
+    finetune_lr: Optional[float] = None  # magnitude/finetune: fixed lr; None = schedule's last
 
 
 @dataclass

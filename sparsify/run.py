@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsify.data import build_data
+from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.errors import UserError
 from sparsify.evaluate import evaluate
 from sparsify.io import save_json, save_torch
@@ -23,7 +24,7 @@ from sparsify.methods import METHODS, Context, LevelPlan
 from sparsify.models import build_model
 from sparsify.report import write_report
 from sparsify.rundir import RunDir, config_hash, run_name
-from sparsify.sparsity import MaskEnforcer, prunable_weights, sparsity_stats
+from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, sparsity_stats
 from sparsify.tracking import Tracker
 from sparsify.training.loop import Hooks, train_segment
 from sparsify.training.optim import LRSchedule, build_optimizer
@@ -76,6 +77,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         final=lambda lv: rd.load_state(rd.level_dir(lv) / "final.pt", init, "level weights"),
         mask=lambda lv: rd.load_mask(lv, weights_like),
         snapshot=lambda lv, name: rd.load_state(rd.level_dir(lv) / f"{name}.pt", init, "snapshot"),
+        seed=cfg.seed,
+        fresh_init=lambda key: _fresh_init(cfg, data, key),
     )
     method.check(ctx)
     # Only an unfinished run needs its checkpoint (a finished run's may be stale or damaged).
@@ -142,6 +145,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         tracker.finish(ok)
 
 
+def _fresh_init(cfg: DictConfig, data, key: int) -> dict[str, torch.Tensor]:
+    """Another initialisation of the same model (for prune.restart=reinit), seeded by (seed, key),
+    without touching the global RNG that training draws from."""
+    seed = seeded_generator(METHOD_STREAM, cfg.seed, 1000, key).initial_seed()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
+    return _cpu_state(model)
+
+
 def _check_checkpoint(ckpt: dict[str, Any], init: dict[str, torch.Tensor], path: Path) -> None:
     state = ckpt["model"]
     if (
@@ -183,6 +196,9 @@ def _run_level(
         and plan.segment.start < ckpt["step"] < plan.segment.end
     ):
         model.load_state_dict(ckpt["model"])
+        # the mask in force when the checkpoint was written (methods may change it mid-level)
+        mask = Mask.from_state_dict(ckpt["mask"], plan.mask, str(rd.checkpoint_path))
+        enforcer = MaskEnforcer(model, mask)
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if torch.cuda.is_available() and ckpt["rng"].get("cuda"):

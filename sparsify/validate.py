@@ -14,9 +14,12 @@ from sparsify.data import DATASETS
 from sparsify.errors import UserError
 from sparsify.evaluate import EVALUATORS
 from sparsify.methods import METHODS
+from sparsify.methods.restart import RESTARTS
 from sparsify.models import MODELS
 from sparsify.registry import Registry
 from sparsify.sparsity import ALLOCATIONS
+from sparsify.sparsity.criteria import CRITERIA
+from sparsify.sparsity.granularity import GRANULARITIES
 from sparsify.tracking import LOGGERS, WANDB_MODES
 from sparsify.training.optim import OPTIMIZERS, SCHEDULES
 from sparsify.training.steps import check_step
@@ -81,6 +84,12 @@ def validate(cfg: DictConfig) -> None:
     _range("prune.rate", p.rate, 0.0, 1.0, lo_open=True)
     _range("prune.levels", p.levels, 0, None)
     _choice("prune.allocation", p.allocation, ALLOCATIONS)
+    _choice("prune.granularity", p.granularity, GRANULARITIES)
+    _range("prune.block", p.block, 1, None)
+    _range("prune.m", p.m, 2, None)
+    _range("prune.n", p.n, 1, p.m)
+    _choice("prune.criterion", p.criterion, CRITERIA)
+    _choice("prune.restart", p.restart, RESTARTS)
     check_step(p.rewind, "prune.rewind")
     check_step(p.finetune, "prune.finetune")
     if p.finetune_lr is not None:

@@ -19,6 +19,7 @@ AUGMENT_STREAM = 1  # (seed, epoch, batch): the augmentation draws of one batch
 SPLIT_STREAM = 2  # (split_seed, ...): which samples are held out
 SAMPLE_SEED_STREAM = 3  # (seed, epoch): per-sample seeds of file-backed augmentation
 SYNTHETIC_STREAM = 4  # (split_seed, ...): the generated synthetic dataset
+METHOD_STREAM = 5  # (seed, ...): pruning methods' own draws (random masks, reshuffles)
 
 
 def seeded_generator(*keys: int) -> torch.Generator:

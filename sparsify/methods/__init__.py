@@ -1,6 +1,14 @@
 """Pruning methods, one file each, registered in METHODS."""
 
-from sparsify.methods import dense, lth, magnitude  # noqa: F401  (registers)
+from sparsify.methods import (  # noqa: F401  (registers)
+    dense,
+    finetune,
+    lrr,
+    lth,
+    magnitude,
+    random_pruning,
+    wr,
+)
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method
 
 __all__ = ["METHODS", "Context", "LevelPlan", "Method"]

@@ -8,9 +8,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from sparsify.config import PruneConfig
+from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.registry import Registry
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
@@ -39,6 +41,12 @@ class Context:
     final: Callable[[int], StateDict]  # level -> its final weights
     mask: Callable[[int], Mask]  # level -> its mask
     snapshot: Callable[[int, str], StateDict]  # (level, name) -> weights saved during that level
+    seed: int = 0  # the run's seed, for methods' own random draws
+    fresh_init: Callable[[int], StateDict] | None = None  # key -> another initialisation
+
+    def generator(self, *keys: int) -> torch.Generator:
+        """A generator seeded by (run seed, *keys): the same draws on every resume."""
+        return seeded_generator(METHOD_STREAM, self.seed, *keys)
 
     def steps(self, text: str, key: str) -> int:
         return to_iterations(text, self.iterations_per_epoch, key)

@@ -8,6 +8,16 @@
 
 Counts are exact: ties at the threshold are broken by position, and weights already pruned
 (mask False) stay pruned, so pruning never revives a weight.
+
+With `block` or `channel` granularity (see granularity.py) the same allocations act on groups,
+B×B blocks or output channels, and the target still counts weights: groups go lowest score first
+(ties by position, later kept) until the pruned weight count is closest to target × weights. So
+the kept count is within half a group of (1 - target) × weights, unrounded: overall for `global`,
+in every layer for `layerwise` and `erk` (at most B²/2 weights per layer for blocks, rest/2 for
+channels). Groups holding an already-pruned weight are dead and always pruned, which can only
+make a layer sparser. `block` with B = 1 is unstructured pruning and takes its exact path. `nm`
+ignores target and allocation: its sparsity is 1 - N/M by construction (sparser where weights were
+already pruned, slightly denser in tail runs).
 """
 
 from __future__ import annotations
@@ -18,6 +28,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from sparsify.sparsity.granularity import (
+    block_groups,
+    channel_groups,
+    check_granularity,
+    expand_blocks,
+    expand_channels,
+    nm_mask,
+)
 from sparsify.sparsity.mask import Mask
 from sparsify.sparsity.select import kth_smallest
 
@@ -65,14 +83,47 @@ def erk_densities(shapes: Mapping[str, tuple[int, ...]], density: float) -> dict
     return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
 
 
+def _layer_densities(mask: Mask, target: float, allocation: str) -> dict[str, float]:
+    """Per-layer densities for `layerwise` and `erk` (by the weights' shapes)."""
+    if allocation == "layerwise":
+        return {n: 1.0 - target for n in mask}
+    return erk_densities({n: tuple(mask[n].shape) for n in mask}, 1.0 - target)
+
+
 def prune_mask(
-    scores: Mapping[str, Tensor], mask: Mask, target: float, allocation: str = "global"
+    scores: Mapping[str, Tensor],
+    mask: Mask,
+    target: float,
+    allocation: str = "global",
+    granularity: str = "unstructured",
+    block: int = 32,
+    n: int = 2,
+    m: int = 4,
 ) -> Mask:
     """A new mask with overall sparsity `target` (fraction of prunable weights pruned, in [0, 1)),
-    keeping the highest-scoring live weights. Weights pruned in `mask` stay pruned; if `mask` is
-    already sparser than `target` in some layer, that layer is left as it is."""
+    keeping the highest-scoring live weights, blocks or channels. Weights pruned in `mask` stay
+    pruned; if `mask` is already sparser than `target` in some layer, that layer is left as it is.
+
+    `scores` and `mask` map state_dict names to tensors of the weights' shapes. `granularity` is
+    one of GRANULARITIES: `block` prunes B×B tiles (B = `block`) of each weight's (K, rest) matrix
+    by L2 norm, `channel` whole output channels by L1 norm, `nm` keeps `n` of every `m` weights
+    along the rows (target and allocation are then ignored). Invalid granularity, block, n or m
+    raise UserError.
+    """
+    check_granularity(granularity, block, n, m)
     assert 0.0 <= target < 1.0, target
     assert allocation in ALLOCATIONS, allocation
+    if granularity == "nm":
+        return Mask({name: nm_mask(scores[name], mask[name], n, m) for name in mask})
+    if granularity == "unstructured" or (granularity == "block" and block == 1):
+        return _prune_weights(scores, mask, target, allocation)
+    return _prune_groups(scores, mask, target, allocation, granularity, block)
+
+
+def _prune_weights(
+    scores: Mapping[str, Tensor], mask: Mask, target: float, allocation: str
+) -> Mask:
+    """Unstructured pruning: exact weight counts through the k-th smallest score."""
     names = list(mask)
     flat = {n: _masked_scores(scores[n], mask[n]) for n in names}
     alive = {n: int(mask[n].sum()) for n in names}
@@ -82,10 +133,7 @@ def prune_mask(
         keep = _keep_highest(torch.cat([flat[n] for n in names]), n_keep)
         parts = keep.split([flat[n].numel() for n in names])
         return Mask({n: p.view_as(mask[n]) for n, p in zip(names, parts)})
-    if allocation == "layerwise":
-        density = {n: 1.0 - target for n in names}
-    else:
-        density = erk_densities({n: tuple(mask[n].shape) for n in names}, 1.0 - target)
+    density = _layer_densities(mask, target, allocation)
     return Mask(
         {
             n: _keep_highest(flat[n], min(round(density[n] * flat[n].numel()), alive[n])).view_as(
@@ -94,3 +142,50 @@ def prune_mask(
             for n in names
         }
     )
+
+
+def _keep_groups(scores: Tensor, sizes: Tensor, n_prune: float) -> Tensor:
+    """Bool keep-flag per group: prune the lowest-scoring groups (dead ones, at -inf, first; ties
+    pruned earliest position first) so that the pruned weight count is closest to `n_prune` (a
+    real number, so the result is within half a group of it; on a tie the group is kept)."""
+    order = torch.sort(scores, stable=True).indices
+    pruned = torch.cat([torch.zeros(1, dtype=torch.int64), sizes[order].cumsum(0)])
+    # the first prefix pruning at least n_prune weights, or the one before it if that is closer
+    i = int(torch.searchsorted(pruned, torch.tensor(math.ceil(n_prune))))
+    if i == len(pruned) or (i > 0 and n_prune - int(pruned[i - 1]) <= int(pruned[i]) - n_prune):
+        i -= 1
+    i = max(i, int(torch.isneginf(scores).sum()))  # dead groups are always pruned
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    keep[order[:i]] = False
+    return keep
+
+
+def _prune_groups(
+    scores: Mapping[str, Tensor],
+    mask: Mask,
+    target: float,
+    allocation: str,
+    granularity: str,
+    block: int,
+) -> Mask:
+    """Block or channel pruning: allocation over groups, target counted in weights."""
+    names = list(mask)
+    if granularity == "block":
+        groups = {n: block_groups(scores[n], mask[n], block) for n in names}
+    else:
+        assert granularity == "channel", granularity
+        groups = {n: channel_groups(scores[n], mask[n]) for n in names}
+    if allocation == "global":
+        total = sum(mask[n].numel() for n in names)
+        flat = _keep_groups(
+            torch.cat([groups[n][0] for n in names]),
+            torch.cat([groups[n][1] for n in names]),
+            target * total,
+        )
+        keep = dict(zip(names, flat.split([groups[n][0].numel() for n in names])))
+    else:
+        density = _layer_densities(mask, target, allocation)
+        keep = {n: _keep_groups(*groups[n], (1.0 - density[n]) * mask[n].numel()) for n in names}
+    if granularity == "block":
+        return Mask({n: expand_blocks(keep[n], mask[n].shape, block) for n in names})
+    return Mask({n: expand_channels(keep[n], mask[n].shape) for n in names})

@@ -1,0 +1,122 @@
+"""Prune, then retrain: the family Renda, Frankle & Carbin (2020) compare, on shared pieces.
+
+Level 0 trains dense. Each further level scores the weights of the previous level's final model
+(`prune.criterion`, magnitude by default), keeps the highest scores at the level's target
+sparsity (`prune.allocation`, `prune.granularity`; weights pruned before stay pruned) and then
+retrains by the method's policy, with a fresh optimizer, for the original schedule from step k =
+`prune.rewind` (T − k iterations):
+
+| policy     | surviving weights start from       | learning rate                       |
+|------------|------------------------------------|-------------------------------------|
+| rewind     | their values at step k (lth, wr)   | the schedule replayed from step k   |
+| lrr        | the previous level's final values  | the schedule replayed from step k   |
+| finetune   | the previous level's final values  | fixed: the schedule's last lr       |
+
+Iterative (`prune.iterative=true`, the default): level L has sparsity 1 − (1 − rate)^L for L =
+1..levels. One shot (`prune.iterative=false`): a single pruned level at `prune.sparsity`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sparsify.errors import UserError
+from sparsify.methods.base import Context, LevelPlan, Method
+from sparsify.methods.restart import restart_weights
+from sparsify.sparsity.allocation import prune_mask
+from sparsify.sparsity.criteria import criterion_scores
+from sparsify.sparsity.mask import Mask
+from sparsify.training.loop import Segment
+
+POLICIES = ("rewind", "lrr", "finetune")
+_MASK_DRAWS, _RESTART_DRAWS = 1, 2  # keys of the methods' random streams
+
+
+class Retraining(Method):
+    policy: ClassVar[str]
+
+    def num_levels(self) -> int:
+        return self.cfg.levels + 1 if self.cfg.iterative else 2
+
+    def target_sparsity(self, level: int) -> float:
+        if not self.cfg.iterative:
+            return self.cfg.sparsity
+        return 1.0 - (1.0 - self.cfg.rate) ** level
+
+    def rewind_step(self, ctx: Context) -> int:
+        return ctx.steps(self.cfg.rewind, "prune.rewind")
+
+    def budget(self, ctx: Context) -> int:
+        """Iterations of retraining per pruned level: the schedule from step k to its end."""
+        return ctx.total - self.rewind_step(ctx)
+
+    def check(self, ctx: Context) -> None:
+        k = self.rewind_step(ctx)
+        if k >= ctx.total:
+            raise UserError(
+                f"prune.rewind={self.cfg.rewind} is at or past the end of training "
+                f"({ctx.total} iterations = train.epochs × {ctx.iterations_per_epoch}); "
+                "choose a step before the end, e.g. '0it' or '1ep'"
+            )
+        if self.cfg.granularity == "nm" and self.num_levels() > 2:
+            raise UserError(
+                f"prune.granularity=nm fixes the sparsity at 1 - n/m = {1 - self.cfg.n / self.cfg.m:g}; "
+                "prune once with prune.iterative=false (or prune=magnitude)"
+            )
+        if self.cfg.restart != "rewind" and self.policy != "rewind":
+            raise UserError(
+                f"prune.restart={self.cfg.restart} needs a method that rewinds weights (lth, wr, "
+                f"random); prune={self.cfg.name} keeps the previous level's weights"
+            )
+
+    def next_mask(self, level: int, ctx: Context) -> Mask:
+        """The mask of pruned level `level` from the previous level's final weights."""
+        final = ctx.prunable_part(ctx.final(level - 1))
+        scores = criterion_scores(
+            self.cfg.criterion,
+            ctx.prunable_part(ctx.init),
+            final,
+            ctx.generator(_MASK_DRAWS, level),
+        )
+        return self.prune(scores, ctx.mask(level - 1), self.target_sparsity(level))
+
+    def prune(self, scores, previous: Mask, target: float) -> Mask:
+        cfg = self.cfg
+        return prune_mask(
+            scores,
+            previous,
+            target,
+            cfg.allocation,
+            granularity=cfg.granularity,
+            block=cfg.block,
+            n=cfg.n,
+            m=cfg.m,
+        )
+
+    def plan(self, level: int, ctx: Context) -> LevelPlan:
+        k = self.rewind_step(ctx)
+        if level == 0:
+            snapshot = self.policy == "rewind" and k > 0
+            return self.dense_level(ctx, snapshots={"rewind": k} if snapshot else {})
+        mask = self.next_mask(level, ctx)
+        if self.policy == "rewind":
+            start = ctx.init if k == 0 else ctx.snapshot(0, "rewind")
+
+            def fresh() -> dict:
+                assert ctx.fresh_init is not None, "prune.restart=reinit needs Context.fresh_init"
+                return ctx.fresh_init(level)
+
+            weights = restart_weights(
+                self.cfg.restart, start, mask, ctx.init, fresh, ctx.generator(_RESTART_DRAWS, level)
+            )
+            return LevelPlan(mask, weights, Segment(k, ctx.total))
+        previous = ctx.final(level - 1)
+        if self.policy == "lrr":
+            return LevelPlan(mask, previous, Segment(k, ctx.total))
+        assert self.policy == "finetune", self.policy
+        lr = (
+            self.cfg.finetune_lr
+            if self.cfg.finetune_lr is not None
+            else ctx.schedule(ctx.total - 1)
+        )
+        return LevelPlan(mask, previous, Segment(0, self.budget(ctx), fixed_lr=lr))

@@ -1,0 +1,70 @@
+"""Mask criteria: how weights are scored before the highest scores are kept (Zhou, Lan, Liu &
+Yosinski 2019, "Deconstructing Lottery Tickets"). w_i is a weight's value at initialisation, w_f
+its value at the end of the previous level's training.
+
+- large_final             |w_f|            (magnitude pruning; the default)
+- small_final             −|w_f|
+- large_init              |w_i|
+- large_init_large_final  min(rank |w_i|, rank |w_f|): kept only if large at both ends. Zhou et
+                          al. keep the weights above one percentile in both |w_i| and |w_f|; a
+                          threshold on the smaller of the two within-layer ranks is that rule.
+- magnitude_increase      |w_f| − |w_i|
+- movement                |w_f − w_i|
+- random                  uniform noise from a seeded generator
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+CRITERIA = (
+    "large_final",
+    "small_final",
+    "large_init",
+    "large_init_large_final",
+    "magnitude_increase",
+    "movement",
+    "random",
+)
+
+
+def _rank(x: Tensor) -> Tensor:
+    """Rank of each element within its tensor, scaled to [0, 1) (ties broken by position)."""
+    flat = x.reshape(-1)
+    ranks = torch.empty_like(flat, dtype=torch.float32)
+    ranks[flat.argsort(stable=True)] = torch.arange(flat.numel(), dtype=torch.float32)
+    return (ranks / flat.numel()).view_as(x)
+
+
+def criterion_scores(
+    criterion: str,
+    init: Mapping[str, Tensor],
+    final: Mapping[str, Tensor],
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Scores (float32, CPU, the weights' shapes) for the weights named in `final`."""
+    assert criterion in CRITERIA, criterion
+    out = {}
+    for name, wf in final.items():
+        wf = wf.detach().float().cpu()
+        wi = init[name].detach().float().cpu()
+        if criterion == "large_final":
+            s = wf.abs()
+        elif criterion == "small_final":
+            s = -wf.abs()
+        elif criterion == "large_init":
+            s = wi.abs()
+        elif criterion == "large_init_large_final":
+            s = torch.minimum(_rank(wi.abs()), _rank(wf.abs()))
+        elif criterion == "magnitude_increase":
+            s = wf.abs() - wi.abs()
+        elif criterion == "movement":
+            s = (wf - wi).abs()
+        else:
+            assert generator is not None, "the random criterion needs a seeded generator"
+            s = torch.rand(wf.shape, generator=generator)
+        out[name] = s
+    return out

@@ -1,0 +1,208 @@
+"""The defining behaviour of each retraining method, criterion and restart, pinned on the level
+plans of a tiny model (no training needed), and one real run per policy for the learning rate."""
+
+import json
+
+import pytest
+import torch
+
+from sparsify.compose import compose
+from sparsify.config import ModelConfig, TrainConfig
+from sparsify.methods import METHODS, Context
+from sparsify.models import build_model
+from sparsify.run import run
+from sparsify.sparsity import Mask
+from sparsify.sparsity.criteria import CRITERIA, criterion_scores
+from sparsify.training.optim import LRSchedule
+
+IPE, EPOCHS = 10, 4
+TOTAL = IPE * EPOCHS
+
+
+def _state(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(name="lenet300_100"), 10, 1, 8).state_dict()
+
+
+@pytest.fixture(scope="module")
+def weights():
+    """init, the step-k snapshot and level 0's final weights of LeNet-300-100 on 8x8 inputs."""
+    init = _state(0)
+    g = torch.Generator().manual_seed(1)
+    rewind = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in init.items()}
+    final = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in init.items()}
+    return init, rewind, final
+
+
+def _ctx(weights, schedule="multistep") -> Context:
+    init, rewind, final = weights
+    prunable = [n for n in init if n.endswith("weight")]
+    lr = LRSchedule(TrainConfig(lr=0.1, schedule=schedule, milestones=["2ep", "3ep"]), IPE, TOTAL)
+    return Context(
+        init=init,
+        prunable=prunable,
+        iterations_per_epoch=IPE,
+        total=TOTAL,
+        schedule=lr,
+        final=lambda lv: final,
+        mask=lambda lv: Mask.ones_like({n: init[n] for n in prunable}),
+        snapshot=lambda lv, name: rewind,
+        seed=0,
+        fresh_init=lambda key: _state(100 + key),
+    )
+
+
+def _plan(method: str, weights, *overrides: str, level: int = 1):
+    cfg = compose([f"prune={method}", *overrides])
+    return METHODS.get(method)(cfg.prune).plan(level, _ctx(weights))
+
+
+def test_wr_rewinds_survivors_and_schedule_to_step_k(weights):
+    init, rewind, final = weights
+    plan = _plan("wr", weights, "prune.rewind=1ep")
+    assert (plan.segment.start, plan.segment.end, plan.segment.fixed_lr) == (IPE, TOTAL, None)
+    assert all(torch.equal(plan.weights[k], rewind[k]) for k in rewind)
+
+
+def test_lth_rewinds_to_initialisation_by_default(weights):
+    init, _, _ = weights
+    plan = _plan("lth", weights)
+    assert plan.segment.start == 0
+    assert all(torch.equal(plan.weights[k], init[k]) for k in init)
+
+
+def test_lrr_keeps_final_weights_and_replays_the_schedule_from_k(weights):
+    _, _, final = weights
+    plan = _plan("lrr", weights, "prune.rewind=1ep")
+    assert (plan.segment.start, plan.segment.end, plan.segment.fixed_lr) == (IPE, TOTAL, None)
+    assert all(torch.equal(plan.weights[k], final[k]) for k in final)
+
+
+def test_finetune_keeps_final_weights_at_the_last_lr_for_the_same_budget(weights):
+    _, _, final = weights
+    plan = _plan("finetune", weights, "prune.rewind=1ep")
+    assert (plan.segment.start, plan.segment.end) == (0, TOTAL - IPE)
+    assert plan.segment.fixed_lr == pytest.approx(0.1 * 0.1**2)  # multistep at 2ep and 3ep
+    assert all(torch.equal(plan.weights[k], final[k]) for k in final)
+
+
+@pytest.mark.parametrize("method", ["lth", "wr", "lrr", "finetune", "random"])
+def test_iterative_levels_follow_the_rate_and_one_shot_hits_the_sparsity(weights, method):
+    m = METHODS.get(method)(compose([f"prune={method}", "prune.rate=0.5", "prune.levels=3"]).prune)
+    assert m.num_levels() == 4
+    assert [m.target_sparsity(lv) for lv in (1, 2, 3)] == pytest.approx([0.5, 0.75, 0.875])
+    assert _plan(method, weights, "prune.rate=0.5").mask.sparsity == pytest.approx(0.5, abs=1e-4)
+    one = compose([f"prune={method}", "prune.iterative=false", "prune.sparsity=0.7"])
+    assert METHODS.get(method)(one.prune).num_levels() == 2
+    plan = _plan(method, weights, "prune.iterative=false", "prune.sparsity=0.7")
+    assert plan.mask.sparsity == pytest.approx(0.7, abs=1e-4)
+
+
+def test_random_pruning_matches_magnitude_per_layer_counts_with_other_weights(weights):
+    magnitude = _plan("lth", weights, "prune.rate=0.8").mask
+    random = _plan("random", weights, "prune.rate=0.8").mask
+    for name in magnitude:
+        assert int(random[name].sum()) == int(magnitude[name].sum())
+        overlap = int((random[name] & magnitude[name]).sum()) / max(1, int(magnitude[name].sum()))
+        assert overlap < 0.5  # 20% density: random keeps about 20% of magnitude's choice
+
+
+def test_random_pruning_refuses_structured_granularity(weights):
+    from sparsify.errors import UserError
+
+    cfg = compose(["prune=random", "prune.granularity=block"])
+    with pytest.raises(UserError, match="granularity=unstructured"):
+        METHODS.get("random")(cfg.prune).check(_ctx(weights))
+
+
+def test_criteria_keep_what_their_names_say():
+    wi = {"w": torch.tensor([1.0, -4.0, 0.1, 3.0, -0.5, 2.0])}
+    wf = {"w": torch.tensor([0.2, -5.0, 3.0, 0.1, -0.6, 2.5])}
+    top2 = {}
+    for c in CRITERIA[:-1]:
+        s = criterion_scores(c, wi, wf)["w"]
+        top2[c] = sorted(s.topk(2).indices.tolist())
+    assert top2["large_final"] == [1, 2]  # |wf| = 5, 3
+    assert top2["small_final"] == [0, 3]  # the smallest: |wf| = 0.2 and 0.1
+    assert top2["large_init"] == [1, 3]
+    assert top2["large_init_large_final"] == [1, 5]  # large at both ends: -4/-5 and 2/2.5
+    assert top2["magnitude_increase"] == [1, 2]  # +1.0 and +2.9
+    assert top2["movement"] == [2, 3]  # 2.9 and 2.9
+
+
+def test_random_criterion_is_seeded():
+    w = {"w": torch.randn(100)}
+    a = criterion_scores("random", w, w, torch.Generator().manual_seed(3))["w"]
+    b = criterion_scores("random", w, w, torch.Generator().manual_seed(3))["w"]
+    assert torch.equal(a, b)
+
+
+def test_restart_reinit_draws_new_values_from_the_same_initialiser(weights):
+    init, _, _ = weights
+    plan = _plan("lth", weights, "prune.restart=reinit")
+    w, w0 = plan.weights["fc1.weight"], init["fc1.weight"]
+    assert not torch.equal(w, w0)
+    assert float(w.std()) == pytest.approx(float(w0.std()), rel=0.05)
+    assert torch.equal(plan.weights["fc1.bias"], init["fc1.bias"])  # only prunable weights change
+
+
+def test_restart_reshuffle_permutes_survivor_values_within_each_layer(weights):
+    init, _, _ = weights
+    plan = _plan("lth", weights, "prune.restart=reshuffle", "prune.rate=0.5")
+    for name, m in plan.mask.items():
+        new, old = plan.weights[name][m], init[name][m]
+        assert torch.equal(new.sort().values, old.sort().values)
+        assert not torch.equal(new, old)
+
+
+def test_restart_signed_constant_is_plus_minus_the_layer_std_with_the_initial_sign(weights):
+    init, _, _ = weights
+    plan = _plan("lth", weights, "prune.restart=signed_constant")
+    w, w0 = plan.weights["fc2.weight"], init["fc2.weight"]
+    assert torch.allclose(w.abs(), torch.full_like(w, float(w0.std())))
+    assert torch.equal(torch.sign(w), torch.sign(w0))
+
+
+def test_restart_other_than_rewind_needs_a_rewinding_method(weights):
+    from sparsify.errors import UserError
+
+    cfg = compose(["prune=lrr", "prune.restart=reinit"])
+    with pytest.raises(UserError, match="rewinds weights"):
+        METHODS.get("lrr")(cfg.prune).check(_ctx(weights))
+
+
+@pytest.mark.parametrize("method,first_lr", [("lrr", 0.05), ("finetune", 0.05 * 0.1**2)])
+def test_retraining_runs_at_the_policy_learning_rate(tmp_path, method, first_lr):
+    """A real run: the first logged step of level 1 uses the step-k rate (lrr) or the final rate
+    (finetune) of the digits schedule (lr 0.05, x0.1 at epochs 5 and 8)."""
+    cfg = compose([f"prune={method}", "prune.levels=1", "prune.rewind=1ep", "logger.log_every=1"])
+    run(cfg, tmp_path / method)
+    events = [
+        json.loads(line) for line in (tmp_path / method / "log.jsonl").read_text().splitlines()
+    ]
+    level1 = [e for e in events if e["event"] == "train" and e["level"] == 1]
+    assert level1[0]["lr"] == pytest.approx(first_lr)
+    assert len(level1) == (cfg.train.epochs - 1) * 21  # T - k iterations (21 per epoch)
+
+
+def test_nm_granularity_is_one_shot_only(weights):
+    from sparsify.errors import UserError
+
+    cfg = compose(["prune=lth", "prune.granularity=nm"])
+    with pytest.raises(UserError, match="iterative=false"):
+        METHODS.get("lth")(cfg.prune).check(_ctx(weights))
+    plan = _plan("lth", weights, "prune.granularity=nm", "prune.iterative=false")
+    assert plan.mask.sparsity == pytest.approx(0.5)  # 2:4
+
+
+@pytest.mark.parametrize("granularity", ["block", "channel"])
+def test_structured_granularity_reaches_the_methods(weights, granularity):
+    plan = _plan(
+        "lth", weights, f"prune.granularity={granularity}", "prune.block=4", "prune.rate=0.5"
+    )
+    m = plan.mask["fc1.weight"].reshape(300, -1)
+    if granularity == "channel":
+        assert all(bool(r.all()) or not bool(r.any()) for r in m)
+    else:
+        tiles = m[:296, :64].reshape(74, 4, 16, 4).permute(0, 2, 1, 3).reshape(-1, 16)
+        assert all(bool(t.all()) or not bool(t.any()) for t in tiles)
