@@ -38,14 +38,15 @@ def _run_name(*, _root_: DictConfig) -> str:
 
 
 def _remove_if_empty(run_dir: Path) -> None:
-    """Undo the empty folders Hydra made for a run that never started (nothing else is touched)."""
-    cwd = Path.cwd().resolve()
-    path = run_dir.resolve()
-    while path != cwd and cwd in path.parents and path.is_dir() and not any(path.iterdir()):
+    """Undo the empty folders Hydra made for a run that never started: up to the nearest folder
+    that existed before (recorded by the ValidateFirst callback; else the working directory)."""
+    from sparsify import hydra_callbacks
+
+    stop = (hydra_callbacks.existing_ancestor or Path.cwd()).absolute()
+    path = run_dir.absolute()
+    while path != stop and stop in path.parents and path.is_dir() and not any(path.iterdir()):
         path.rmdir()
         path = path.parent
-    if run_dir.resolve() == path and path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path=_config_dir(), config_name="config")

@@ -56,6 +56,18 @@ class PruneConfig:
     )
     exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
     finetune: str = "10ep"  # magnitude: fine-tuning budget after pruning
+    # gmp (Zhu & Gupta 2017): sparsity rises from initial_sparsity to `sparsity` along a cubic
+    initial_sparsity: float = 0.0  # s_i, in [0, sparsity]
+    start: str = "1ep"  # t0: first mask update
+    stop: str = "7ep"  # t0 + nΔt: last update, where `sparsity` is reached
+    frequency: str = "10it"  # Δt: iterations between mask updates
+    # acdc (Peste et al. 2021): dense warm-up, then compressed / decompressed phases alternating,
+    # a last decompressed phase and a final compressed one; sparsity `sparsity` when compressed
+    dense_warmup: str = "2ep"
+    compressed: str = "1ep"
+    decompressed: str = "1ep"
+    final_decompressed: str = "1ep"
+    final_compressed: str = "2ep"
     finetune_lr: Optional[float] = None  # magnitude/finetune: fixed lr; None = schedule's last
 
 
@@ -95,7 +107,7 @@ class LoggerConfig:
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
     mode: str = "online"  # wandb mode: online, offline, disabled
-    log_every: int = 10  # train metrics are sent every this many iterations
+    log_every: int = 1  # train metrics every this many iterations (each costs a GPU sync)
 
 
 @dataclass

@@ -19,25 +19,32 @@ from sparsify.data import build_data
 from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.errors import UserError
 from sparsify.evaluate import evaluate
-from sparsify.io import save_json, save_torch
+from sparsify.io import remove_stale_temporaries, save_json, save_torch
 from sparsify.methods import METHODS, Context, LevelPlan
 from sparsify.models import build_model
 from sparsify.report import write_report
 from sparsify.rundir import RunDir, config_hash, run_name
 from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, sparsity_stats
 from sparsify.tracking import Tracker
-from sparsify.training.loop import Hooks, train_segment
+from sparsify.training.loop import Hooks, MaskChange, train_segment
 from sparsify.training.optim import LRSchedule, build_optimizer
 from sparsify.training.steps import to_iterations
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for `device=...`; a UserError if this machine does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            f"device={name} but no CUDA GPU is available; use device=cpu or device=auto"
-        )
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise UserError(
+                f"device={name} but this machine has {count} CUDA GPU(s); "
+                "use device=cpu, device=auto" + (", or cuda:0" if count else "")
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device=mps but Apple's MPS backend is not available; use cpu or auto")
     return torch.device(name)
 
 
@@ -60,6 +67,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if rd.init_path.exists():  # a resumed run starts from the weights it started from
         init = rd.load_state(rd.init_path, init, "initial weights")
     prunable = list(prunable_weights(model, cfg.prune.exclude))
+    if not prunable and cfg.prune.name != "dense":
+        raise UserError(
+            f"prune.exclude={list(cfg.prune.exclude)} leaves no conv or linear weight to prune"
+        )
     model.to(device)
 
     ipe = len(data.train)
@@ -95,12 +106,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if not resuming:
             shutil.rmtree(rd.path / "wandb", ignore_errors=True)
         raise
-    if not resuming:
-        rd.write_config(config)
-    if not rd.init_path.exists():
-        save_torch(init, rd.init_path)
     ok = False
     try:
+        remove_stale_temporaries(rd.path)
+        if not resuming:
+            rd.write_config(config)
+        if not rd.init_path.exists():
+            save_torch(init, rd.init_path)
         records, offset = [], 0
         n_levels = method.num_levels()
         for level in range(n_levels):
@@ -135,6 +147,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "model": cfg.model.name,
             "data": cfg.data.name,
             "seed": cfg.seed,
+            "split": cfg.eval.split,
             "levels": [{k: v for k, v in r.items() if k != "layers"} for r in records],
         }
         save_json(results, rd.path / "results.json")
@@ -201,8 +214,9 @@ def _run_level(
         enforcer = MaskEnforcer(model, mask)
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if torch.cuda.is_available() and ckpt["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        cuda_states = ckpt["rng"].get("cuda") or []
+        if torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)  # nothing draws from it today; kept exact
         resume_from = ckpt["step"]
         tracker.write({"event": "resume", "step": resume_from})
 
@@ -224,10 +238,27 @@ def _run_level(
     def snapshot(name: str, state: dict[str, torch.Tensor]) -> None:
         save_torch(state, rd.level_dir(level) / f"{name}.pt")
 
+    def change_mask(step: int, change: MaskChange) -> MaskEnforcer:
+        nonlocal mask
+        mask = change.mask
+        mask.apply_(model)
+        tracker.write(
+            {
+                "event": "mask",
+                "step": step,
+                "sparsity": mask.sparsity,
+                "reset_momentum": change.reset_momentum,
+            }
+        )
+        return MaskEnforcer(model, mask)
+
     hooks = Hooks(
         log=tracker.log,
         checkpoint=checkpoint,
         snapshot=snapshot,
+        change_mask=change_mask,
+        mask=lambda: mask,
+        prunable=prunable,
         checkpoint_every=ckpt_every,
         log_every=cfg.logger.log_every,
         title=f"level {level}/{n_levels - 1}",

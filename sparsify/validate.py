@@ -64,7 +64,7 @@ def validate(cfg: DictConfig) -> None:
     step."""
     _known_keys(cfg, Config)
     d, m, p, t, e, lg = cfg.data, cfg.model, cfg.prune, cfg.train, cfg.eval, cfg.logger
-    _range("seed", cfg.seed, 0, None)
+    _range("seed", cfg.seed, 0, 2**32)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
 
@@ -100,6 +100,8 @@ def validate(cfg: DictConfig) -> None:
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _range("train.lr", t.lr, 0.0, None, lo_open=True)
     _range("train.momentum", t.momentum, 0.0, 1.0)
+    if t.optimizer == "sgd" and t.nesterov and t.momentum == 0:
+        raise UserError("train.nesterov=true needs train.momentum > 0 (Nesterov momentum)")
     _range("train.weight_decay", t.weight_decay, 0.0, None)
     if len(t.betas) != 2:
         raise UserError(f"train.betas={list(t.betas)} must hold two numbers, e.g. [0.9,0.999]")

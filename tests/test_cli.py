@@ -153,3 +153,19 @@ def test_a_run_killed_mid_level_resumes_to_the_uninterrupted_result(tmp_path):
         a = torch.load(run_dir / f"levels/level_{level:02d}/final.pt", weights_only=True)
         b = torch.load(ref_dir / f"levels/level_{level:02d}/final.pt", weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_sweep_with_one_bad_job_runs_no_job_and_writes_nothing(tmp_path):
+    proc = sparsify(tmp_path, "-m", *TINY, "prune=dense", "train.lr=0.1,-1,0.2")
+    assert proc.returncode == 2
+    assert "train.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
+    assert _listing(tmp_path) == []
+
+
+def test_a_bad_run_outside_the_working_directory_leaves_no_folders(tmp_path):
+    cwd, target = tmp_path / "cwd", tmp_path / "elsewhere"
+    cwd.mkdir()
+    for args in (["prune.sparsity=1.5"], ["data=cifar10"]):  # caught before / after the folder
+        proc = sparsify(cwd, *args, f"hydra.run.dir={target}/a/b")
+        assert proc.returncode == 2, proc.stderr
+        assert not target.exists() and _listing(cwd) == []

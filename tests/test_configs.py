@@ -22,6 +22,16 @@ TINY = [
     "prune.levels=1",
     "prune.finetune=2it",
 ]
+# phase lengths of gmp and acdc that fit a 3-epoch schedule of 2 iterations per epoch
+PHASES = [
+    "train.epochs=3",
+    "prune.start=1it",
+    "prune.stop=4it",
+    "prune.frequency=1it",
+    "prune.dense_warmup=1ep",
+    "prune.final_decompressed=1ep",
+    "prune.final_compressed=1ep",
+]
 
 
 def _options(group: str) -> list[str]:
@@ -49,7 +59,7 @@ def test_the_experiment_mnist_lenet_follows_the_openlth_protocol():
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_runs_end_to_end(tmp_path, method):
-    overrides = [*TINY, f"prune={method}", "prune.rewind=1it"]  # wr rewinds to 1ep by default
+    overrides = [*TINY, *PHASES, f"prune={method}", "prune.rewind=1it"]  # wr rewinds to 1ep
     results = run(compose(overrides), tmp_path / method)
     n_levels = METHODS.get(method)(compose(overrides).prune).num_levels()
     assert [lv["level"] for lv in results["levels"]] == list(range(n_levels))

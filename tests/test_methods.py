@@ -206,3 +206,108 @@ def test_structured_granularity_reaches_the_methods(weights, granularity):
     else:
         tiles = m[:296, :64].reshape(74, 4, 16, 4).permute(0, 2, 1, 3).reshape(-1, 16)
         assert all(bool(t.all()) or not bool(t.any()) for t in tiles)
+
+
+def _events(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_gmp_hits_the_cubic_schedule_at_every_update(tmp_path):
+    cfg = compose(["prune=gmp", "prune.sparsity=0.8", "prune.initial_sparsity=0.1"])
+    results = run(cfg, tmp_path / "gmp")
+    updates = [e for e in _events(tmp_path / "gmp") if e["event"] == "mask"]
+    t0, stop = 21, 7 * 21  # start 1ep, stop 7ep at 21 iterations per epoch
+    assert [e["step"] for e in updates] == [*range(t0, stop, 10), stop]
+    for e in updates:
+        want = 0.8 + (0.1 - 0.8) * (1 - (e["step"] - t0) / (stop - t0)) ** 3
+        assert e["sparsity"] == pytest.approx(want, abs=1e-4)
+    assert results["levels"][0]["sparsity"] == pytest.approx(0.8, abs=1e-4)
+
+
+def test_acdc_switches_masks_at_the_phase_boundaries_and_ends_with_both_models(tmp_path):
+    results = run(compose(["prune=acdc"]), tmp_path / "acdc")
+    changes = [
+        (e["step"], round(e["sparsity"], 3), e["reset_momentum"])
+        for e in _events(tmp_path / "acdc")
+        if e["event"] == "mask"
+    ]
+    ipe = 21  # D 0-2, C 2-3, D 3-4, C 4-5, D 5-6, C 6-7, D 7-8 | level 1: C 8-10
+    assert changes == [
+        (2 * ipe, 0.9, False),
+        (3 * ipe, 0.0, True),
+        (4 * ipe, 0.9, False),
+        (5 * ipe, 0.0, True),
+        (6 * ipe, 0.9, False),
+        (7 * ipe, 0.0, True),
+    ]
+    dense, sparse = results["levels"]
+    assert dense["sparsity"] < 0.5 and sparse["sparsity"] == pytest.approx(0.9, abs=1e-4)
+    assert (dense["iterations"], sparse["iterations"]) == (8 * ipe, 2 * ipe)
+    for level in (0, 1):
+        assert (tmp_path / "acdc" / f"levels/level_{level:02d}/final.pt").is_file()
+        assert "accuracy" in results["levels"][level]["metrics"]
+
+
+def test_a_mask_change_with_reset_clears_the_momentum_in_the_training_loop():
+    """train_segment with a change that resets momentum before the last step: afterwards every
+    SGD momentum buffer holds exactly that step's gradient (no history), which it would not
+    without the reset."""
+    from sparsify.data import build_data
+    from sparsify.sparsity import MaskEnforcer
+    from sparsify.training.loop import Hooks, MaskChange, Segment, train_segment
+
+    def train(reset: bool) -> tuple[torch.optim.Optimizer, torch.nn.Module]:
+        cfg = compose(["data=synthetic", "data.num_samples=64", "train.batch_size=16"])
+        data = build_data(cfg.data, 16, 16, 0)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
+        prunable = [n for n, _ in model.named_parameters() if n.endswith("weight")]
+        mask = Mask.ones_like({n: p for n, p in model.named_parameters() if n in prunable})
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        end = 4
+
+        def schedule(it, live, current):
+            return MaskChange(current, reset_momentum=reset) if it == end - 1 else None
+
+        hooks = Hooks(
+            log=lambda e: None,
+            checkpoint=lambda s, o: None,
+            snapshot=lambda n, s: None,
+            change_mask=lambda it, ch: MaskEnforcer(model, ch.mask),
+            mask=lambda: mask,
+            prunable=prunable,
+            checkpoint_every=100,
+            log_every=100,
+            title="t",
+        )
+        segment = Segment(0, end, mask_schedule=schedule)
+        lr = LRSchedule(cfg.train, len(data.train), end)
+        train_segment(
+            model,
+            data,
+            opt,
+            MaskEnforcer(model, mask),
+            segment,
+            lr,
+            cfg.train,
+            torch.device("cpu"),
+            hooks,
+        )
+        return opt, model
+
+    opt, model = train(reset=True)
+    for p in model.parameters():
+        assert torch.equal(opt.state[p]["momentum_buffer"], p.grad)
+    opt, model = train(reset=False)
+    assert not all(torch.equal(opt.state[p]["momentum_buffer"], p.grad) for p in model.parameters())
+
+
+def test_phase_lengths_that_do_not_fit_are_user_errors(weights):
+    from sparsify.errors import UserError
+
+    cfg = compose(["prune=acdc", "prune.dense_warmup=3ep", "prune.final_compressed=2ep"])
+    with pytest.raises(UserError, match="exceed training"):
+        METHODS.get("acdc")(cfg.prune).check(_ctx(weights))
+    cfg = compose(["prune=gmp", "prune.start=3ep", "prune.stop=2ep"])
+    with pytest.raises(UserError, match="prune.start < prune.stop"):
+        METHODS.get("gmp")(cfg.prune).check(_ctx(weights))

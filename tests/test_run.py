@@ -180,3 +180,38 @@ def test_fixed_seed_gives_identical_results_on_cpu(tmp_path):
     c, _ = _run(tmp_path, "prune.levels=1", "seed=1", name="c")
     assert a == b
     assert a["levels"][0]["metrics"] != c["levels"][0]["metrics"]
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["train.nesterov=true", "train.momentum=0"], "needs train.momentum > 0"),
+        (["seed=99999999999999999999"], "seed="),
+        (["prune.rate=0.9", "prune.levels=17"], "would prune every weight"),
+        (["prune.exclude=[*]"], "leaves no conv or linear weight"),
+        (["device=cuda:7"], "CUDA GPU"),
+    ],
+)
+def test_inputs_that_would_fail_later_are_refused_before_any_write(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=message):
+        _run(tmp_path, *overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    _, run_dir = _run(tmp_path, "prune=dense")
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ["results.json", "config.yaml", "report.md", "init.pt"]:
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_temporaries_left_by_a_killed_write_are_removed_on_resume(tmp_path):
+    _, run_dir = _run(tmp_path, "prune=dense")
+    stale = run_dir / "levels" / ".final.pt.abc123.tmp"
+    stale.write_bytes(b"half a file")
+    (run_dir / "levels/level_00/metrics.json").unlink()
+    _run(tmp_path, "prune=dense")
+    assert not stale.exists()

@@ -1,8 +1,10 @@
 """Pruning methods, one file each, registered in METHODS."""
 
 from sparsify.methods import (  # noqa: F401  (registers)
+    acdc,
     dense,
     finetune,
+    gmp,
     lrr,
     lth,
     magnitude,

@@ -14,6 +14,7 @@ from torch import Tensor
 from sparsify.config import PruneConfig
 from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.registry import Registry
+from sparsify.sparsity.allocation import prune_mask
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
 from sparsify.training.optim import LRSchedule
@@ -51,6 +52,10 @@ class Context:
     def steps(self, text: str, key: str) -> int:
         return to_iterations(text, self.iterations_per_epoch, key)
 
+    @property
+    def prunable_count(self) -> int:
+        return sum(self.init[n].numel() for n in self.prunable)
+
     def dense_mask(self) -> Mask:
         return Mask.ones_like({n: self.init[n] for n in self.prunable})
 
@@ -81,6 +86,20 @@ class Method(ABC):
         return LevelPlan(
             ctx.dense_mask(), ctx.init, Segment(0, ctx.total, snapshots=snapshots or {})
         )
+
+
+def prune_by(cfg: PruneConfig, scores: StateDict, previous: Mask, target: float) -> Mask:
+    """`prune_mask` with the allocation and granularity the config asks for."""
+    return prune_mask(
+        scores,
+        previous,
+        target,
+        cfg.allocation,
+        granularity=cfg.granularity,
+        block=cfg.block,
+        n=cfg.n,
+        m=cfg.m,
+    )
 
 
 METHODS: Registry[type[Method]] = Registry("pruning method")

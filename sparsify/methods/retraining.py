@@ -21,9 +21,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sparsify.errors import UserError
-from sparsify.methods.base import Context, LevelPlan, Method
+from sparsify.methods.base import Context, LevelPlan, Method, prune_by
 from sparsify.methods.restart import restart_weights
-from sparsify.sparsity.allocation import prune_mask
 from sparsify.sparsity.criteria import criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
@@ -58,6 +57,12 @@ class Retraining(Method):
                 f"({ctx.total} iterations = train.epochs × {ctx.iterations_per_epoch}); "
                 "choose a step before the end, e.g. '0it' or '1ep'"
             )
+        last = self.target_sparsity(self.num_levels() - 1)
+        if last >= 1.0 or round((1.0 - last) * ctx.prunable_count) < 1:
+            raise UserError(
+                f"the last level's sparsity {last:.6g} would prune every weight; use fewer "
+                "prune.levels or a smaller prune.rate / prune.sparsity"
+            )
         if self.cfg.granularity == "nm" and self.num_levels() > 2:
             raise UserError(
                 f"prune.granularity=nm fixes the sparsity at 1 - n/m = {1 - self.cfg.n / self.cfg.m:g}; "
@@ -78,20 +83,7 @@ class Retraining(Method):
             final,
             ctx.generator(_MASK_DRAWS, level),
         )
-        return self.prune(scores, ctx.mask(level - 1), self.target_sparsity(level))
-
-    def prune(self, scores, previous: Mask, target: float) -> Mask:
-        cfg = self.cfg
-        return prune_mask(
-            scores,
-            previous,
-            target,
-            cfg.allocation,
-            granularity=cfg.granularity,
-            block=cfg.block,
-            n=cfg.n,
-            m=cfg.m,
-        )
+        return prune_by(self.cfg, scores, ctx.mask(level - 1), self.target_sparsity(level))
 
     def plan(self, level: int, ctx: Context) -> LevelPlan:
         k = self.rewind_step(ctx)

@@ -126,7 +126,7 @@ def _prune_weights(
     """Unstructured pruning: exact weight counts through the k-th smallest score."""
     names = list(mask)
     flat = {n: _masked_scores(scores[n], mask[n]) for n in names}
-    alive = {n: int(mask[n].sum()) for n in names}
+    alive = {n: int(mask[n].count_nonzero()) for n in names}
     if allocation == "global":
         total = sum(t.numel() for t in flat.values())
         n_keep = min(round((1.0 - target) * total), sum(alive.values()))

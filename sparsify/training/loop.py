@@ -22,7 +22,20 @@ from sparsify.config import TrainConfig
 from sparsify.data.base import DataBundle
 from sparsify.evaluate.base import loss_and_topk
 from sparsify.sparsity.enforce import MaskEnforcer
+from sparsify.sparsity.mask import Mask
 from sparsify.training.optim import LRSchedule, set_lr
+
+
+@dataclass
+class MaskChange:
+    """A new mask to enforce from this iteration on (gradual pruning, AC/DC phases)."""
+
+    mask: Mask
+    reset_momentum: bool = False  # clear the optimizer's state (AC/DC, when weights come back)
+
+
+# (iteration, live prunable weights, current mask) -> a change at this iteration, or None
+MaskSchedule = Callable[[int, dict[str, torch.Tensor], Mask], Optional[MaskChange]]
 
 
 @dataclass
@@ -33,6 +46,8 @@ class Segment:
     end: int
     fixed_lr: Optional[float] = None  # a constant lr (fine-tuning) instead of the schedule's
     snapshots: dict[str, int] = field(default_factory=dict)  # name -> iteration to save weights at
+    # Consulted before every step; must be cheap when nothing changes (a set lookup).
+    mask_schedule: Optional[MaskSchedule] = None
 
 
 @dataclass
@@ -42,6 +57,10 @@ class Hooks:
     log: Callable[[dict[str, Any]], None]  # one event (train step, epoch summary)
     checkpoint: Callable[[int, torch.optim.Optimizer], None]  # (iterations done, optimizer)
     snapshot: Callable[[str, dict[str, torch.Tensor]], None]  # (name, state_dict)
+    # (iteration, change) -> the enforcer of the new mask; the run also records and logs it
+    change_mask: Callable[[int, MaskChange], MaskEnforcer]
+    mask: Callable[[], Mask]  # the mask in force
+    prunable: list[str]  # names of the prunable weights
     checkpoint_every: int  # iterations
     log_every: int  # iterations between train-step events
     title: str  # e.g. "level 2/9"
@@ -81,6 +100,8 @@ def train_segment(
     say = tqdm.write if show_bar else print
     model.train()
     enforcer.mask_weights()
+    params = dict(model.named_parameters())
+    live = {n: params[n] for n in hooks.prunable}
     epoch_loss = torch.zeros((), device=device)
     epoch_correct = torch.zeros((), device=device, dtype=torch.long)
     epoch_seen, epoch_start = 0, time.perf_counter()
@@ -92,6 +113,12 @@ def train_segment(
                     hooks.snapshot(
                         name, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                     )
+            if segment.mask_schedule is not None:
+                change = segment.mask_schedule(it, live, hooks.mask())
+                if change is not None:
+                    enforcer = hooks.change_mask(it, change)
+                    if change.reset_momentum:
+                        optimizer.state.clear()
             lr = segment.fixed_lr if segment.fixed_lr is not None else schedule(it)
             set_lr(optimizer, lr)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -1,0 +1,58 @@
+"""Hydra callbacks: check the config before Hydra creates any folder.
+
+A single run is validated in `on_run_start`, before its run directory exists. A sweep (`-m`) is
+expanded into its jobs and every job's config is validated in `on_multirun_start`, before the
+first job runs and before Hydra writes multirun.yaml: a bad value in the third job must not let
+the first two run. Checks that need the data (missing files) still happen when a job starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+# The nearest ancestor of the run directory that existed before Hydra created it: folders below
+# it that are still empty when a run fails were made for that run and are removed again.
+existing_ancestor: Optional[Path] = None
+
+
+def _user_config(config: DictConfig) -> DictConfig:
+    return OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+
+
+def _check(config: DictConfig, job: str = "") -> None:
+    from sparsify.errors import UserError
+    from sparsify.validate import validate
+
+    try:
+        validate(config)
+    except UserError as e:
+        print(f"sparsify: error: {job}{e}", file=sys.stderr)
+        sys.exit(2)
+
+
+class ValidateFirst(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global existing_ancestor
+        _check(_user_config(config))
+        path = Path(str(config.hydra.run.dir)).absolute()
+        while not path.exists():
+            path = path.parent
+        existing_ancestor = path
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra import compose
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return  # other sweepers choose jobs as they go; each job validates itself
+        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        for batch in BasicSweeper.split_arguments(overrides, max_batch_size=None):
+            for job in batch:
+                cfg = compose(config_name=config.hydra.job.config_name, overrides=list(job))
+                _check(cfg, f"in the sweep job {' '.join(job)}: ")

@@ -1,0 +1,84 @@
+"""`acdc`: alternating compressed / decompressed training (Peste et al. 2021, AC/DC).
+
+One schedule of T iterations in phases: a dense warm-up (`prune.dense_warmup`); then compressed
+phases (`prune.compressed`: the mask is recomputed by magnitude of the current weights at
+`prune.sparsity`, allocation and granularity as configured) alternating with decompressed ones
+(`prune.decompressed`: every weight trains again, pruned ones restarting from zero, and the
+optimizer's momentum is reset, as in the authors' code); a last decompressed phase
+(`prune.final_decompressed`); and a final compressed phase (`prune.final_compressed`). An
+alternation that does not fit is cut short where the last decompressed phase begins.
+
+The run ends with both models, as two levels: level 0 trains up to the end of the last
+decompressed phase, so its final weights are the dense model; level 1 is the final compressed
+phase, continuing the schedule from there with level 0's magnitudes as mask (with a fresh
+optimizer: its momentum, time constant about 10 iterations, is rebuilt within the phase).
+Both are saved, evaluated and listed in results.json.
+"""
+
+from __future__ import annotations
+
+from sparsify.errors import UserError
+from sparsify.methods.base import METHODS, Context, LevelPlan, Method, prune_by
+from sparsify.sparsity.scoring import magnitude_scores
+from sparsify.training.loop import MaskChange, Segment
+
+_PHASES = ("dense_warmup", "compressed", "decompressed", "final_decompressed", "final_compressed")
+
+
+@METHODS.register("acdc")
+class ACDC(Method):
+    def num_levels(self) -> int:
+        return 2
+
+    def lengths(self, ctx: Context) -> dict[str, int]:
+        return {k: ctx.steps(getattr(self.cfg, k), f"prune.{k}") for k in _PHASES}
+
+    def phases(self, ctx: Context) -> list[tuple[int, bool]]:
+        """[(first iteration, compressed?)] of every phase after the warm-up, in order."""
+        n = self.lengths(ctx)
+        final_start = ctx.total - n["final_compressed"]
+        last_dense = final_start - n["final_decompressed"]
+        out, it, compressed = [], n["dense_warmup"], True
+        while it < last_dense:
+            out.append((it, compressed))
+            it += n["compressed"] if compressed else n["decompressed"]
+            compressed = not compressed
+        if not out or out[-1][1]:  # the last decompressed phase (merged with a running one)
+            out.append((last_dense, False))
+        out.append((final_start, True))
+        return out
+
+    def check(self, ctx: Context) -> None:
+        n = self.lengths(ctx)
+        if any(v <= 0 for v in n.values()):
+            bad = [f"prune.{k}" for k, v in n.items() if v <= 0]
+            raise UserError(f"acdc phase lengths must be positive: {', '.join(bad)}")
+        fixed = n["dense_warmup"] + n["final_decompressed"] + n["final_compressed"]
+        if fixed > ctx.total:
+            raise UserError(
+                f"acdc: dense_warmup + final_decompressed + final_compressed = {fixed} iterations "
+                f"exceed training ({ctx.total} = train.epochs × {ctx.iterations_per_epoch})"
+            )
+
+    def plan(self, level: int, ctx: Context) -> LevelPlan:
+        phases = self.phases(ctx)
+        final_start = phases[-1][0]
+        if level == 1:
+            final = ctx.final(0)
+            scores = magnitude_scores(ctx.prunable_part(final))
+            mask = prune_by(self.cfg, scores, ctx.dense_mask(), self.cfg.sparsity)
+            return LevelPlan(mask, final, Segment(final_start, ctx.total))
+        starts = dict(phases[:-1])  # iteration -> compressed?
+        dense = ctx.dense_mask()
+
+        def schedule(it, live, mask):
+            compressed = starts.get(it)
+            if compressed is None:
+                return None
+            if compressed:
+                return MaskChange(
+                    prune_by(self.cfg, magnitude_scores(live), dense, self.cfg.sparsity)
+                )
+            return MaskChange(dense, reset_momentum=True)
+
+        return LevelPlan(dense, ctx.init, Segment(0, final_start, mask_schedule=schedule))
