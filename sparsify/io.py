@@ -28,7 +28,8 @@ _UMASK = _current_umask()
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Delete the temporary files of writes that a killed process never finished."""
-    for tmp in Path(folder).rglob(".*.tmp"):
+    folder = Path(folder)
+    for tmp in [*folder.glob(".*.tmp"), *folder.glob("levels/*/.*.tmp")]:
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
 

@@ -9,6 +9,7 @@ checkpoint.pt, and on the CPU with a fixed seed the results equal an uninterrupt
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,14 +17,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsify.data import build_data
+from sparsify.data.base import DataBundle
 from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.errors import UserError
 from sparsify.evaluate import evaluate
 from sparsify.io import remove_stale_temporaries, save_json, save_torch
-from sparsify.methods import METHODS, Context, LevelPlan
+from sparsify.methods import METHODS, Context, LevelPlan, Method
 from sparsify.models import build_model
 from sparsify.report import write_report
-from sparsify.rundir import RunDir, config_hash, run_name
+from sparsify.rundir import RunDir, check_state, config_hash, run_name
 from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, sparsity_stats
 from sparsify.tracking import Tracker
 from sparsify.training.loop import Hooks, MaskChange, train_segment
@@ -52,14 +54,21 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run (or resume) the experiment `cfg` in `run_dir`; returns the results.json content."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(config, dict)
-    device = resolve_device(cfg.device)
-    rd = RunDir(run_dir)
-    resuming = rd.check_config(config)
+@dataclass
+class Prepared:
+    """Everything a run builds before it writes anything."""
 
+    data: DataBundle
+    model: torch.nn.Module  # on the CPU, initialised
+    init: dict[str, torch.Tensor]
+    prunable: list[str]
+    method: Method
+    ctx: Context
+
+
+def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
+    """Build data, model and method and check them together; reads `rd` (a resumed run's initial
+    weights and levels) but writes nothing. UserError for anything the user can fix."""
     data = build_data(cfg.data, cfg.train.batch_size, cfg.eval.batch_size, cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
@@ -71,20 +80,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise UserError(
             f"prune.exclude={list(cfg.prune.exclude)} leaves no conv or linear weight to prune"
         )
-    model.to(device)
-
     ipe = len(data.train)
     total = cfg.train.epochs * ipe
-    schedule = LRSchedule(cfg.train, ipe, total)
     method = METHODS.get(cfg.prune.name)(cfg.prune)
-    ckpt_every = max(1, to_iterations(cfg.train.checkpoint_every, ipe, "train.checkpoint_every"))
     weights_like = {n: init[n] for n in prunable}
     ctx = Context(
         init=init,
         prunable=prunable,
         iterations_per_epoch=ipe,
         total=total,
-        schedule=schedule,
+        schedule=LRSchedule(cfg.train, ipe, total),
         final=lambda lv: rd.load_state(rd.level_dir(lv) / "final.pt", init, "level weights"),
         mask=lambda lv: rd.load_mask(lv, weights_like),
         snapshot=lambda lv, name: rd.load_state(rd.level_dir(lv) / f"{name}.pt", init, "snapshot"),
@@ -92,11 +97,28 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         fresh_init=lambda key: _fresh_init(cfg, data, key),
     )
     method.check(ctx)
+    return Prepared(data, model, init, prunable, method, ctx)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the experiment `cfg` in `run_dir`; returns the results.json content."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    device = resolve_device(cfg.device)
+    rd = RunDir(run_dir)
+    resuming = rd.check_config(config)
+
+    prepared = prepare(cfg, rd)
+    data, model, init, prunable = prepared.data, prepared.model, prepared.init, prepared.prunable
+    method, ctx, schedule = prepared.method, prepared.ctx, prepared.ctx.schedule
+    model.to(device)
+    ipe = ctx.iterations_per_epoch
+    ckpt_every = max(1, to_iterations(cfg.train.checkpoint_every, ipe, "train.checkpoint_every"))
     # Only an unfinished run needs its checkpoint (a finished run's may be stale or damaged).
     unfinished = any(not rd.level_done(lv) for lv in range(method.num_levels()))
     ckpt = rd.load_checkpoint() if resuming and unfinished else None
     if ckpt is not None:
-        _check_checkpoint(ckpt, init, rd.checkpoint_path)
+        check_state(ckpt["model"], init, f"{rd.checkpoint_path}")
 
     # ---- from here on, files are written ----
     rd.path.mkdir(parents=True, exist_ok=True)
@@ -168,19 +190,6 @@ def _fresh_init(cfg: DictConfig, data, key: int) -> dict[str, torch.Tensor]:
     return _cpu_state(model)
 
 
-def _check_checkpoint(ckpt: dict[str, Any], init: dict[str, torch.Tensor], path: Path) -> None:
-    state = ckpt["model"]
-    if (
-        not isinstance(state, dict)
-        or set(state) != set(init)
-        or any(
-            not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape
-            for k, v in init.items()
-        )
-    ):
-        raise UserError(f"{path} does not match the model; delete it to restart the level")
-
-
 def _run_level(
     level: int,
     n_levels: int,
@@ -242,7 +251,7 @@ def _run_level(
         nonlocal mask
         mask = change.mask
         mask.apply_(model)
-        tracker.write(
+        tracker.log(
             {
                 "event": "mask",
                 "step": step,

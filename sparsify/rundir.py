@@ -68,6 +68,16 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix]
 
 
+def check_state(state: Any, like: dict[str, Tensor], what: str) -> dict[str, Tensor]:
+    """`state` if it is a state_dict with the keys and shapes of `like`; else a UserError."""
+    if not isinstance(state, dict) or set(state) != set(like):
+        raise UserError(f"{what} does not match the model (different parameter names)")
+    for k, v in like.items():
+        if not isinstance(state[k], Tensor) or state[k].shape != v.shape:
+            raise UserError(f"{what} does not match the model (shape of {k})")
+    return state
+
+
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -131,13 +141,7 @@ class RunDir:
 
     def load_state(self, path: Path, like: dict[str, Tensor], what: str) -> dict[str, Tensor]:
         """A state_dict from `path`, checked key by key and shape by shape against `like`."""
-        state = load_torch(path, what)
-        if not isinstance(state, dict) or set(state) != set(like):
-            raise UserError(f"{what} {path} does not match the model (different parameter names)")
-        for k, v in like.items():
-            if not isinstance(state[k], Tensor) or state[k].shape != v.shape:
-                raise UserError(f"{what} {path} does not match the model (shape of {k})")
-        return state
+        return check_state(load_torch(path, what), like, f"{what} {path}")
 
     def load_mask(self, level: int, weights: dict[str, Tensor]) -> Mask:
         path = self.level_dir(level) / "mask.pt"

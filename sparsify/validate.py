@@ -88,6 +88,18 @@ def validate(cfg: DictConfig) -> None:
     _range("prune.block", p.block, 1, None)
     _range("prune.m", p.m, 2, None)
     _range("prune.n", p.n, 1, p.m)
+    for key in (
+        "start",
+        "stop",
+        "frequency",
+        "dense_warmup",
+        "compressed",
+        "decompressed",
+        "final_decompressed",
+        "final_compressed",
+    ):
+        check_step(getattr(p, key), f"prune.{key}")
+    _range("prune.initial_sparsity", p.initial_sparsity, 0.0, 1.0)
     _choice("prune.criterion", p.criterion, CRITERIA)
     _choice("prune.restart", p.restart, RESTARTS)
     check_step(p.rewind, "prune.rewind")

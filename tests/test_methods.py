@@ -311,3 +311,29 @@ def test_phase_lengths_that_do_not_fit_are_user_errors(weights):
     cfg = compose(["prune=gmp", "prune.start=3ep", "prune.stop=2ep"])
     with pytest.raises(UserError, match="prune.start < prune.stop"):
         METHODS.get("gmp")(cfg.prune).check(_ctx(weights))
+
+
+def test_grouped_granularity_refuses_signed_criteria(weights):
+    from sparsify.errors import UserError
+
+    cfg = compose(["prune=lth", "prune.granularity=block", "prune.criterion=small_final"])
+    with pytest.raises(UserError, match="signed"):
+        METHODS.get("lth")(cfg.prune).check(_ctx(weights))
+
+
+def test_acdc_without_room_for_alternation_keeps_training_dense_until_the_final_phase(weights):
+    cfg = compose(
+        [
+            "prune=acdc",
+            "prune.dense_warmup=1ep",
+            "prune.final_decompressed=1ep",
+            "prune.final_compressed=2ep",
+        ]
+    )  # 4 epochs: warm-up 0-1, D 1-2, C 2-4
+    phases = METHODS.get("acdc")(cfg.prune).phases(_ctx(weights))
+    assert phases == [(2 * IPE, True)]  # no momentum reset at the end of the warm-up
+
+
+def test_magnitude_ignores_the_rewind_point_it_does_not_use(weights):
+    cfg = compose(["prune=magnitude", "prune.rewind=100ep", "prune.finetune=1ep"])
+    METHODS.get("magnitude")(cfg.prune).check(_ctx(weights))

@@ -210,7 +210,7 @@ def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
 
 def test_temporaries_left_by_a_killed_write_are_removed_on_resume(tmp_path):
     _, run_dir = _run(tmp_path, "prune=dense")
-    stale = run_dir / "levels" / ".final.pt.abc123.tmp"
+    stale = run_dir / "levels" / "level_00" / ".final.pt.abc123.tmp"
     stale.write_bytes(b"half a file")
     (run_dir / "levels/level_00/metrics.json").unlink()
     _run(tmp_path, "prune=dense")

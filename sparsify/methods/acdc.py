@@ -43,7 +43,8 @@ class ACDC(Method):
             out.append((it, compressed))
             it += n["compressed"] if compressed else n["decompressed"]
             compressed = not compressed
-        if not out or out[-1][1]:  # the last decompressed phase (merged with a running one)
+        if out and out[-1][1]:  # the last decompressed phase (merged with a running one, or
+            # with the warm-up itself when no alternation fits)
             out.append((last_dense, False))
         out.append((final_start, True))
         return out
@@ -53,6 +54,10 @@ class ACDC(Method):
         if any(v <= 0 for v in n.values()):
             bad = [f"prune.{k}" for k, v in n.items() if v <= 0]
             raise UserError(f"acdc phase lengths must be positive: {', '.join(bad)}")
+        if self.cfg.granularity == "nm":
+            raise UserError(
+                "acdc prunes to prune.sparsity; prune.granularity=nm fixes it at 1 - n/m"
+            )
         fixed = n["dense_warmup"] + n["final_decompressed"] + n["final_compressed"]
         if fixed > ctx.total:
             raise UserError(

@@ -15,6 +15,7 @@ from sparsify.methods.retraining import Retraining
 @METHODS.register("magnitude")
 class OneShotMagnitude(Retraining):
     policy = "finetune"
+    uses_rewind = False
 
     def num_levels(self) -> int:
         return 2

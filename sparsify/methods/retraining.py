@@ -28,11 +28,13 @@ from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
 
 POLICIES = ("rewind", "lrr", "finetune")
+SIGNED = ("small_final", "magnitude_increase")  # scores that can be negative
 _MASK_DRAWS, _RESTART_DRAWS = 1, 2  # keys of the methods' random streams
 
 
 class Retraining(Method):
     policy: ClassVar[str]
+    uses_rewind: ClassVar[bool] = True  # whether prune.rewind matters (magnitude: no)
 
     def num_levels(self) -> int:
         return self.cfg.levels + 1 if self.cfg.iterative else 2
@@ -51,7 +53,7 @@ class Retraining(Method):
 
     def check(self, ctx: Context) -> None:
         k = self.rewind_step(ctx)
-        if k >= ctx.total:
+        if k >= ctx.total and self.uses_rewind:
             raise UserError(
                 f"prune.rewind={self.cfg.rewind} is at or past the end of training "
                 f"({ctx.total} iterations = train.epochs × {ctx.iterations_per_epoch}); "
@@ -62,6 +64,13 @@ class Retraining(Method):
             raise UserError(
                 f"the last level's sparsity {last:.6g} would prune every weight; use fewer "
                 "prune.levels or a smaller prune.rate / prune.sparsity"
+            )
+        if self.cfg.granularity in ("block", "channel") and self.cfg.criterion in SIGNED:
+            raise UserError(
+                f"prune.granularity={self.cfg.granularity} scores groups by the norm of their "
+                f"weights' scores; prune.criterion={self.cfg.criterion} is signed, so use "
+                "granularity=unstructured or a criterion of magnitudes (large_final, large_init, "
+                "movement, large_init_large_final, random)"
             )
         if self.cfg.granularity == "nm" and self.num_levels() > 2:
             raise UserError(
