@@ -56,6 +56,12 @@ class PruneConfig:
     )
     exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
     finetune: str = "10ep"  # magnitude: fine-tuning budget after pruning
+    # supermask / edgepopup: masks learnt over frozen random weights
+    weight_init: str = "kaiming_normal"  # kaiming_normal or signed_kaiming_constant
+    rescale: bool = False  # supermask: dynamic weight rescaling by (weights / weights kept)
+    eval_mask: str = "expected"  # supermask: expected (sigmoid(s) > 0.5) or sampled (seed 0)
+    score_lr: Optional[float] = None  # peak lr of the scores (the schedule's shape); None: train.lr
+    score_weight_decay: Optional[float] = None  # None: train.weight_decay
     # gmp (Zhu & Gupta 2017): sparsity rises from initial_sparsity to `sparsity` along a cubic
     initial_sparsity: float = 0.0  # s_i, in [0, sparsity]
     start: str = "1ep"  # t0: first mask update

@@ -209,7 +209,22 @@ def _run_level(
     model.load_state_dict(plan.weights)
     mask = plan.mask
     mask.apply_(model)
-    optimizer = build_optimizer(model.parameters(), cfg.train)
+    scores = plan.scores
+    if scores is not None:  # only the scores train; the model's weights stay as they are
+        scores.to(device)
+        model.requires_grad_(False)
+    if scores is None:
+        optimizer = build_optimizer(model.parameters(), cfg.train)
+    else:
+        p = cfg.prune
+        group = {
+            "params": list(scores.parameters()),
+            "lr_scale": (p.score_lr if p.score_lr is not None else cfg.train.lr) / cfg.train.lr,
+            "weight_decay": p.score_weight_decay
+            if p.score_weight_decay is not None
+            else cfg.train.weight_decay,
+        }
+        optimizer = build_optimizer([group], cfg.train)
     enforcer = MaskEnforcer(model, mask)
     resume_from = None
     if (
@@ -218,6 +233,8 @@ def _run_level(
         and plan.segment.start < ckpt["step"] < plan.segment.end
     ):
         model.load_state_dict(ckpt["model"])
+        if scores is not None:
+            scores.load_state_dict(ckpt["scores"])
         # the mask in force when the checkpoint was written (methods may change it mid-level)
         mask = Mask.from_state_dict(ckpt["mask"], plan.mask, str(rd.checkpoint_path))
         enforcer = MaskEnforcer(model, mask)
@@ -237,6 +254,7 @@ def _run_level(
                 "model": _cpu_state(model),
                 "optimizer": opt.state_dict(),
                 "mask": dict(mask),
+                **({"scores": scores.state_dict()} if scores is not None else {}),
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -285,6 +303,9 @@ def _run_level(
         resume_from,
     )
 
+    if scores is not None:
+        mask = scores.finalize(model)  # the model now holds the weights the learnt mask keeps
+        model.requires_grad_(True)
     final = _cpu_state(model)
     stats = sparsity_stats({n: final[n] for n in prunable})
     metrics = evaluate(model, data, list(cfg.eval.evaluators), cfg.eval.split, device)

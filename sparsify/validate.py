@@ -15,11 +15,13 @@ from sparsify.errors import UserError
 from sparsify.evaluate import EVALUATORS
 from sparsify.methods import METHODS
 from sparsify.methods.restart import RESTARTS
+from sparsify.methods.supermask import WEIGHT_INITS
 from sparsify.models import MODELS
 from sparsify.registry import Registry
 from sparsify.sparsity import ALLOCATIONS
 from sparsify.sparsity.criteria import CRITERIA
 from sparsify.sparsity.granularity import GRANULARITIES
+from sparsify.sparsity.supermask import EVAL_MASKS
 from sparsify.tracking import LOGGERS, WANDB_MODES
 from sparsify.training.optim import OPTIMIZERS, SCHEDULES
 from sparsify.training.steps import check_step
@@ -100,6 +102,12 @@ def validate(cfg: DictConfig) -> None:
     ):
         check_step(getattr(p, key), f"prune.{key}")
     _range("prune.initial_sparsity", p.initial_sparsity, 0.0, 1.0)
+    _choice("prune.weight_init", p.weight_init, WEIGHT_INITS)
+    if p.score_lr is not None:
+        _range("prune.score_lr", p.score_lr, 0.0, None, lo_open=True)
+    if p.score_weight_decay is not None:
+        _range("prune.score_weight_decay", p.score_weight_decay, 0.0, None)
+    _choice("prune.eval_mask", p.eval_mask, EVAL_MASKS)
     _choice("prune.criterion", p.criterion, CRITERIA)
     _choice("prune.restart", p.restart, RESTARTS)
     check_step(p.rewind, "prune.rewind")

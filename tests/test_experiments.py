@@ -36,6 +36,7 @@ def test_the_papers_experiments_are_all_there():
         "acdc_resnet50_imagenet",
         "gmp_resnet50_imagenet",
         "lth_lenet_mnist",
+        "supermask_conv4_cifar10",
     } <= set(EXPERIMENTS)
 
 

@@ -337,3 +337,79 @@ def test_acdc_without_room_for_alternation_keeps_training_dense_until_the_final_
 def test_magnitude_ignores_the_rewind_point_it_does_not_use(weights):
     cfg = compose(["prune=magnitude", "prune.rewind=100ep", "prune.finetune=1ep"])
     METHODS.get("magnitude")(cfg.prune).check(_ctx(weights))
+
+
+@pytest.mark.parametrize("method", ["supermask", "edgepopup"])
+def test_learnt_masks_never_change_the_weights(tmp_path, method):
+    """Only scores train: every nonzero final weight is its frozen initial draw (times the
+    layer's rescaling factor for supermask), biases keep their initial values, and the
+    reported sparsity is the mask actually used."""
+    cfg = compose([f"prune={method}", "train.epochs=2"])
+    results = run(cfg, tmp_path / method)
+    from sparsify.methods.supermask import _LearntMask  # noqa: F401
+    from sparsify.run import prepare
+    from sparsify.rundir import RunDir
+
+    prepared = prepare(cfg, RunDir(tmp_path / "fresh"))
+    frozen = METHODS.get(method)(cfg.prune).frozen_weights(prepared.ctx)
+    final = torch.load(tmp_path / method / "levels/level_00/final.pt", weights_only=True)
+    mask = torch.load(tmp_path / method / "levels/level_00/mask.pt", weights_only=True)
+    for name, m in mask.items():
+        w, w0 = final[name], frozen[name]
+        scale = m.numel() / int(m.sum()) if cfg.prune.rescale else 1.0
+        assert torch.allclose(w[m], w0[m] * scale) and torch.all(w[~m] == 0)
+    for name in final:
+        if name not in mask and name.endswith("bias"):
+            assert torch.equal(final[name], prepared.init[name])
+    kept = sum(int(m.sum()) for m in mask.values())
+    assert results["levels"][0]["nonzero_params"] == kept
+
+
+def test_edgepopup_keeps_the_top_fraction_of_scores_in_every_layer():
+    from sparsify.sparsity.supermask import ScoreMasks
+
+    weights = {"a": torch.randn(20, 30), "b": torch.randn(10, 20)}
+    scores = ScoreMasks(weights, "topk", sparsity=0.7, generator=torch.Generator().manual_seed(0))
+    for s in scores.scores:
+        m = scores._mask(s, training=False)
+        assert int(m.sum()) == round(0.3 * s.numel())
+        assert s.abs()[m.bool()].min() >= s.abs()[~m.bool()].max()
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "topk"])
+def test_the_straight_through_gradient_reaches_the_scores_and_not_the_weights(kind):
+    from sparsify.sparsity.supermask import ScoreMasks
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model.requires_grad_(False)
+    weights = {"0.weight": model[0].weight, "2.weight": model[2].weight}
+    scores = ScoreMasks(weights, kind, sparsity=0.5, generator=torch.Generator().manual_seed(1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores.forward_model(model.train(), torch.randn(32, 8)).pow(2).sum().backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in scores.scores)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_large_init_large_final_ranks_only_the_live_weights():
+    wi = {"w": torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])}
+    wf = {"w": torch.tensor([0.0, 0.0, 3.0, 2.0, 1.0, 0.5])}
+    alive = {"w": torch.tensor([False, False, True, True, True, True])}
+    s = criterion_scores("large_init_large_final", wi, wf, mask=alive)["w"]
+    assert torch.all(s[:2] == float("-inf"))
+    assert s[2:].tolist() == pytest.approx([0.75, 0.5, 0.25, 0.0])  # ranks among the 4 live
+
+
+def test_pruning_that_would_empty_a_layer_is_refused():
+    from sparsify.errors import UserError
+    from sparsify.methods.base import prune_by
+
+    scores = {"small": torch.full((4, 8), 0.01), "big": torch.full((4, 8), 1.0)}
+    dense = Mask.ones_like(scores)
+    cfg = compose(["prune=magnitude", "prune.granularity=channel"]).prune
+    with pytest.raises(UserError, match="remove every weight of small"):
+        prune_by(cfg, scores, dense, 0.5)
+    layerwise = compose(
+        ["prune=magnitude", "prune.granularity=channel", "prune.allocation=layerwise"]
+    )
+    assert prune_by(layerwise.prune, scores, dense, 0.5).sparsity == pytest.approx(0.5)

@@ -31,16 +31,21 @@ EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 
 @torch.no_grad()
 def loss_and_topk(
-    model: nn.Module, loader: Loader, device: torch.device, ks: tuple[int, ...] = (1,)
+    model: nn.Module,
+    loader: Loader,
+    device: torch.device,
+    ks: tuple[int, ...] = (1,),
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, dict[int, float]]:
-    """Mean cross-entropy and top-k accuracies (fractions in [0, 1]) of `model` over `loader`."""
+    """Mean cross-entropy and top-k accuracies (fractions in [0, 1]) of `model` over `loader`
+    (through `forward(model, x)` instead of `model(x)` when given)."""
     was_training = model.training
     model.eval()
     loss_sum, n = 0.0, 0
     correct = dict.fromkeys(ks, 0)
     for x, y in loader.batches(0):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x).float()
+        logits = (model(x) if forward is None else forward(model, x)).float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(max(ks), dim=1).indices
         hits = top == y[:, None]

@@ -9,6 +9,7 @@ from sparsify.methods import (  # noqa: F401  (registers)
     lth,
     magnitude,
     random_pruning,
+    supermask,
     wr,
 )
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method

@@ -7,15 +7,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from sparsify.config import PruneConfig
 from sparsify.data.sampling import METHOD_STREAM, seeded_generator
+from sparsify.errors import UserError
 from sparsify.registry import Registry
 from sparsify.sparsity.allocation import prune_mask
 from sparsify.sparsity.mask import Mask
+from sparsify.sparsity.supermask import ScoreMasks
 from sparsify.training.loop import Segment
 from sparsify.training.optim import LRSchedule
 from sparsify.training.steps import to_iterations
@@ -28,6 +31,9 @@ class LevelPlan:
     mask: Mask
     weights: StateDict  # the state_dict training starts from (the runner applies the mask)
     segment: Segment
+    # learnt masks over frozen weights (supermask, edgepopup): the optimizer trains these, and
+    # at the end they write the weights they select into the model
+    scores: Optional[ScoreMasks] = None
 
 
 @dataclass
@@ -89,8 +95,9 @@ class Method(ABC):
 
 
 def prune_by(cfg: PruneConfig, scores: StateDict, previous: Mask, target: float) -> Mask:
-    """`prune_mask` with the allocation and granularity the config asks for."""
-    return prune_mask(
+    """`prune_mask` with the allocation and granularity the config asks for. A UserError if it
+    would leave a layer with no weight at all: the network could no longer compute through it."""
+    mask = prune_mask(
         scores,
         previous,
         target,
@@ -100,6 +107,14 @@ def prune_by(cfg: PruneConfig, scores: StateDict, previous: Mask, target: float)
         n=cfg.n,
         m=cfg.m,
     )
+    emptied = [n for n, m in mask.items() if not bool(m.any()) and bool(previous[n].any())]
+    if emptied:
+        raise UserError(
+            f"pruning to {target:.4g} ({cfg.allocation} allocation, {cfg.granularity} "
+            f"granularity) would remove every weight of {', '.join(emptied)}; use "
+            "prune.allocation=layerwise or erk, a lower sparsity, or prune.exclude for the layer"
+        )
+    return mask
 
 
 METHODS: Registry[type[Method]] = Registry("pruning method")

@@ -86,13 +86,15 @@ class Retraining(Method):
     def next_mask(self, level: int, ctx: Context) -> Mask:
         """The mask of pruned level `level` from the previous level's final weights."""
         final = ctx.prunable_part(ctx.final(level - 1))
+        previous = ctx.mask(level - 1)
         scores = criterion_scores(
             self.cfg.criterion,
             ctx.prunable_part(ctx.init),
             final,
             ctx.generator(_MASK_DRAWS, level),
+            mask=previous,
         )
-        return prune_by(self.cfg, scores, ctx.mask(level - 1), self.target_sparsity(level))
+        return prune_by(self.cfg, scores, previous, self.target_sparsity(level))
 
     def plan(self, level: int, ctx: Context) -> LevelPlan:
         k = self.rewind_step(ctx)

@@ -42,7 +42,7 @@ from sparsify.sparsity.select import kth_smallest
 ALLOCATIONS = ("global", "layerwise", "erk")
 
 
-def _keep_highest(scores: Tensor, n_keep: int) -> Tensor:
+def keep_highest(scores: Tensor, n_keep: int) -> Tensor:
     """Bool tensor (flat) keeping exactly the `n_keep` highest scores; ties go to later positions."""
     n = scores.numel()
     if n_keep >= n:
@@ -130,13 +130,13 @@ def _prune_weights(
     if allocation == "global":
         total = sum(t.numel() for t in flat.values())
         n_keep = min(round((1.0 - target) * total), sum(alive.values()))
-        keep = _keep_highest(torch.cat([flat[n] for n in names]), n_keep)
+        keep = keep_highest(torch.cat([flat[n] for n in names]), n_keep)
         parts = keep.split([flat[n].numel() for n in names])
         return Mask({n: p.view_as(mask[n]) for n, p in zip(names, parts)})
     density = _layer_densities(mask, target, allocation)
     return Mask(
         {
-            n: _keep_highest(flat[n], min(round(density[n] * flat[n].numel()), alive[n])).view_as(
+            n: keep_highest(flat[n], min(round(density[n] * flat[n].numel()), alive[n])).view_as(
                 mask[n]
             )
             for n in names

@@ -31,12 +31,15 @@ CRITERIA = (
 )
 
 
-def _rank(x: Tensor) -> Tensor:
-    """Rank of each element within its tensor, scaled to [0, 1) (ties broken by position)."""
+def _rank(x: Tensor, alive: Tensor | None = None) -> Tensor:
+    """Rank of each live element among the live elements of its tensor, scaled to [0, 1) (ties
+    broken by position); -inf for pruned ones, so earlier pruning does not shift the ranks."""
     flat = x.reshape(-1)
-    ranks = torch.empty_like(flat, dtype=torch.float32)
-    ranks[flat.argsort(stable=True)] = torch.arange(flat.numel(), dtype=torch.float32)
-    return (ranks / flat.numel()).view_as(x)
+    live = torch.arange(flat.numel()) if alive is None else alive.reshape(-1).nonzero().flatten()
+    ranks = torch.full_like(flat, float("-inf"), dtype=torch.float32)
+    order = flat[live].argsort(stable=True)
+    ranks[live[order]] = torch.arange(live.numel(), dtype=torch.float32) / max(1, live.numel())
+    return ranks.view_as(x)
 
 
 def criterion_scores(
@@ -44,8 +47,10 @@ def criterion_scores(
     init: Mapping[str, Tensor],
     final: Mapping[str, Tensor],
     generator: torch.Generator | None = None,
+    mask: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Scores (float32, CPU, the weights' shapes) for the weights named in `final`."""
+    """Scores (float32, CPU, the weights' shapes) for the weights named in `final`; `mask` (the
+    weights still alive) lets rank-based criteria rank the live weights only."""
     assert criterion in CRITERIA, criterion
     out = {}
     for name, wf in final.items():
@@ -58,7 +63,8 @@ def criterion_scores(
         elif criterion == "large_init":
             s = wi.abs()
         elif criterion == "large_init_large_final":
-            s = torch.minimum(_rank(wi.abs()), _rank(wf.abs()))
+            alive = None if mask is None else mask[name]
+            s = torch.minimum(_rank(wi.abs(), alive), _rank(wf.abs(), alive))
         elif criterion == "magnitude_increase":
             s = wf.abs() - wi.abs()
         elif criterion == "movement":

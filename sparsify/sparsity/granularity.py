@@ -6,10 +6,16 @@ conv2d, conv3d and linear alike). Groups are defined on that matrix:
 
 - `unstructured`: every weight is its own group.
 - `block`: the matrix is tiled into B×B blocks from the top-left corner; tiles at the bottom and
-  right edges are smaller when K or rest is not a multiple of B. A block's score is the L2 norm of
-  the scores inside it, sqrt(sum(score²)); its size is the number of weights it covers.
-- `channel`: one group per row (output channel); its score is the L1 norm, sum(|score|), and its
-  size is `rest`.
+  right edges are smaller when K or rest is not a multiple of B. A block's score is the root mean
+  square of the scores inside it, sqrt(sum(score²) / size), its size the number of weights it
+  covers.
+- `channel`: one group per row (output channel); its score is the mean |score| of the row (L1
+  norm / rest), and its size is `rest`.
+
+Scores are per-weight averages so that global allocation compares groups of different sizes on
+one scale, as unstructured pruning compares weights: raw norms grow with group size, and with
+them a layer with many inputs per channel would keep all its channels while a small layer (the
+output layer, say) lost all of its.
 - `nm`: in every run of M consecutive columns of a row keep the N highest scores (N:M sparsity,
   e.g. 2:4). If rest is not a multiple of M, the last run of r < M columns keeps ceil(N·r/M)
   weights: padded with zeros to M it still has at most N nonzeros, as the kernels require.
@@ -56,7 +62,7 @@ def as_matrix(t: Tensor) -> Tensor:
 def block_groups(scores: Tensor, mask: Tensor, b: int) -> tuple[Tensor, Tensor]:
     """(scores, sizes) of the B×B blocks of one weight, flat in row-major block order.
 
-    Scores are float32 L2 norms, -inf for blocks holding any pruned weight; sizes are int64
+    Scores are float32 RMS of the scores, -inf for blocks holding any pruned weight; sizes are int64
     weight counts (b² inside, fewer at the edges). Padding with zeros leaves norms unchanged and
     padding the mask with True leaves aliveness unchanged.
     """
@@ -65,14 +71,15 @@ def block_groups(scores: Tensor, mask: Tensor, b: int) -> tuple[Tensor, Tensor]:
     kb, cb = -(-k // b), -(-c // b)
     pad = (0, cb * b - c, 0, kb * b - k)
     sq = F.pad(s * s, pad).view(kb, b, cb, b)
-    norms = sq.sum(dim=(1, 3)).sqrt_()
-    if not bool(alive.all()):
-        whole = F.pad(alive, pad, value=True).view(kb, b, cb, b).all(dim=(1, 3))
-        norms.masked_fill_(~whole, float("-inf"))
     rows = torch.full((kb,), b, dtype=torch.int64)
     cols = torch.full((cb,), b, dtype=torch.int64)
     rows[-1], cols[-1] = k - (kb - 1) * b, c - (cb - 1) * b
-    return norms.reshape(-1), torch.outer(rows, cols).reshape(-1)
+    sizes = torch.outer(rows, cols)
+    norms = (sq.sum(dim=(1, 3)) / sizes).sqrt_()  # RMS over the block's real weights
+    if not bool(alive.all()):
+        whole = F.pad(alive, pad, value=True).view(kb, b, cb, b).all(dim=(1, 3))
+        norms.masked_fill_(~whole, float("-inf"))
+    return norms.reshape(-1), sizes.reshape(-1)
 
 
 def expand_blocks(keep: Tensor, shape: torch.Size, b: int) -> Tensor:
@@ -85,10 +92,10 @@ def expand_blocks(keep: Tensor, shape: torch.Size, b: int) -> Tensor:
 
 
 def channel_groups(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """(scores, sizes) of the output channels of one weight: L1 norms (float32, -inf for a
+    """(scores, sizes) of the output channels of one weight: mean |score| (float32, -inf for a
     channel holding any pruned weight) and int64 weight counts per channel."""
     s, alive = as_matrix(scores).float(), as_matrix(mask)
-    norms = s.abs().sum(dim=1)
+    norms = s.abs().mean(dim=1)
     norms.masked_fill_(~alive.all(dim=1), float("-inf"))
     return norms, torch.full_like(norms, s.shape[1], dtype=torch.int64)
 

@@ -48,6 +48,8 @@ class Segment:
     snapshots: dict[str, int] = field(default_factory=dict)  # name -> iteration to save weights at
     # Consulted before every step; must be cheap when nothing changes (a set lookup).
     mask_schedule: Optional[MaskSchedule] = None
+    # (model, x) -> logits, in place of model(x): supermasks substitute masked weights
+    forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None
 
 
 @dataclass
@@ -123,7 +125,7 @@ def train_segment(
             set_lr(optimizer, lr)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(device, cfg.bf16):
-                logits = model(x)
+                logits = model(x) if segment.forward is None else segment.forward(model, x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -149,7 +151,9 @@ def train_segment(
                     "train_accuracy": int(epoch_correct) / epoch_seen,
                 }
                 if data.val is not None:
-                    val_loss, val_acc = loss_and_topk(model, data.val, device)
+                    val_loss, val_acc = loss_and_topk(
+                        model, data.val, device, forward=segment.forward
+                    )
                     stats.update(val_loss=val_loss, val_accuracy=val_acc[1])
                 stats["seconds"] = time.perf_counter() - epoch_start
                 hooks.log(stats)

@@ -66,5 +66,7 @@ class LRSchedule:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the schedule's lr; a param group with an `lr_scale` gets lr × lr_scale (the scores of
+    supermasks follow the same schedule at their own peak lr)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
