@@ -36,14 +36,25 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+# Every method in its last level, plus level 0 of the methods whose level 0 does more than plain
+# training: acdc's alternating phases, gmp's updates, wr's rewind snapshot.
+CASES = [(m, "last") for m in METHODS.names()] + [("acdc", 0), ("gmp", 0), ("wr", 0)]
+# (wr's level 0 case interrupts after a checkpoint and before the rewind point, below)
+
+
+@pytest.mark.parametrize("method,level", CASES)
 def test_a_run_interrupted_mid_level_resumes_to_the_uninterrupted_result(
-    tmp_path, monkeypatch, method
+    tmp_path, monkeypatch, method, level
 ):
-    cfg = compose([*OVERRIDES, f"prune={method}"])
+    # wr at level 0: checkpoint at 5it, interrupted at 7it, rewind point 8it: the resumed run
+    # must take the snapshot itself
+    extra = ["prune.rewind=8it"] if (method, level) == ("wr", 0) else []
+    cfg = compose([*OVERRIDES, f"prune={method}", *extra])
     reference = run(cfg, tmp_path / "reference")
-    last = len(reference["levels"]) - 1
+    last = len(reference["levels"]) - 1 if level == "last" else level
     stop_at = reference["levels"][last]["iterations"] // 2 + 3  # past a checkpoint, mid-level
+    if extra:
+        stop_at = 7
 
     original = Tracker.log
     seen = {"n": 0}
