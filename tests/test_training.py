@@ -7,7 +7,7 @@ import pytest
 from sparsify.config import TrainConfig
 from sparsify.errors import UserError
 from sparsify.training.optim import LRSchedule
-from sparsify.training.steps import describe, to_iterations
+from sparsify.training.steps import to_iterations
 
 
 @pytest.mark.parametrize(
@@ -21,11 +21,6 @@ def test_steps_convert_epochs_and_iterations(text, its):
 def test_malformed_steps_are_user_errors(text):
     with pytest.raises(UserError, match="e.g. '160ep'"):
         to_iterations(text, 10, "prune.rewind")
-
-
-def test_describe_inverts_to_iterations():
-    for its in [0, 7, 10, 27, 1600]:
-        assert to_iterations(describe(its, 10), 10) == its
 
 
 def test_multistep_schedule_decays_at_milestones():

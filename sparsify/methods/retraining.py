@@ -27,7 +27,6 @@ from sparsify.sparsity.criteria import criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
 
-POLICIES = ("rewind", "lrr", "finetune")
 SIGNED = ("small_final", "magnitude_increase")  # scores that can be negative
 _MASK_DRAWS, _RESTART_DRAWS = 1, 2  # keys of the methods' random streams
 

@@ -29,11 +29,3 @@ def to_iterations(text: str, iterations_per_epoch: int, key: str = "step") -> in
     epochs = int(m.group(1) or 0)
     its = int(m.group(2) or 0)
     return epochs * iterations_per_epoch + its
-
-
-def describe(iteration: int, iterations_per_epoch: int) -> str:
-    """The canonical string for an iteration count: '3ep', '3ep7it' or '7it'."""
-    ep, it = divmod(iteration, iterations_per_epoch)
-    if ep and it:
-        return f"{ep}ep{it}it"
-    return f"{ep}ep" if ep else f"{it}it"
