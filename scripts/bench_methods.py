@@ -21,13 +21,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from masked_step import MaskedStep  # scripts/masked_step.py, beside this script
 
 from sparsify.compose import compose
-from sparsify.config import ModelConfig
 from sparsify.methods import METHODS
 from sparsify.methods.base import prune_by
-from sparsify.models import build_model
-from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights
+from sparsify.sparsity import Mask
 from sparsify.sparsity.scoring import magnitude_scores
 
 
@@ -74,44 +73,13 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(name=args.model), 10, 3, args.image_size)
-    weights = prunable_weights(model)
     cfg = compose(args.overrides)
-    mask = prune_by(cfg.prune, magnitude_scores(weights), Mask.ones_like(weights), 0.9)
-    mask.apply_(model)
-    enforcer = MaskEnforcer(model, mask)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(args.batch, 3, args.image_size, args.image_size)
-    y = torch.randint(0, 10, (args.batch,))
-
-    def block(masked: bool) -> float:
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            if masked:
-                enforcer.mask_grads()
-            opt.step()
-            if masked:
-                enforcer.mask_weights()
-        return (time.perf_counter() - t) / args.steps
-
-    block(False), block(True)
-    plain, pairs = [], []
-    for i in range(args.blocks):
-        times = {m: block(m) for m in ((False, True) if i % 2 == 0 else (True, False))}
-        plain.append(times[False])
-        pairs.append(times[True] / times[False])
-    t_plain, paired = statistics.median(plain), statistics.median(pairs)
-
+    bench = MaskedStep(args.model, args.image_size, args.batch, 0.9, steps=args.steps)
+    model, weights, block, x, y = bench.model, bench.weights, bench.block, bench.x, bench.y
+    t_plain, _, paired = bench.paired(args.blocks)
     # The mask work alone, timed on its own: step-to-step noise on a shared machine is larger
     # than this cost, so each method is charged what it adds, each part measured here.
-    t = time.perf_counter()
-    for _ in range(50):
-        enforcer.mask_grads()
-        enforcer.mask_weights()
-    t_enforce = (time.perf_counter() - t) / 50
+    t_enforce = bench.mask_work(50)
 
     updates = {21: 0.5}
     t = time.perf_counter()

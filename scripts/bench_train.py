@@ -14,16 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import torch
-import torch.nn.functional as F
-
-from sparsify.config import ModelConfig
-from sparsify.models import build_model
-from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, prune_mask
-from sparsify.sparsity.scoring import magnitude_scores
+from masked_step import MaskedStep  # scripts/masked_step.py, beside this script
 
 
 def main() -> None:
@@ -40,55 +33,12 @@ def main() -> None:
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
 
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(name=args.model), 10, 3, args.image_size).to(device)
-    weights = prunable_weights(model)
-    mask = prune_mask(magnitude_scores(weights), Mask.ones_like(weights), args.sparsity)
-    mask.apply_(model)
-    enforcer = MaskEnforcer(model, mask)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
-    y = torch.randint(0, 10, (args.batch,), device=device)
-
-    def step(masked: bool) -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        if masked:
-            enforcer.mask_grads()
-        opt.step()
-        if masked:
-            enforcer.mask_weights()
-
-    def block(masked: bool) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            step(masked)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / args.steps
-
-    for masked in (False, True):  # warm-up
-        block(masked)
-    # Adjacent dense/masked blocks form a pair; the median of the pairs' ratios cancels the slow
-    # drift of a shared machine better than a ratio of two medians.
-    dense, masked, ratios = [], [], []
-    for i in range(args.blocks):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        times = {m: block(m) for m in order}
-        dense.append(times[False])
-        masked.append(times[True])
-        ratios.append(times[True] / times[False])
-    d, m = statistics.median(dense), statistics.median(masked)
-    ratio = statistics.median(ratios)
-    # The mask work alone, timed on its own: what the ratio should reflect.
-    t = time.perf_counter()
-    for _ in range(20):
-        enforcer.mask_grads()
-        enforcer.mask_weights()
-    enforce = (time.perf_counter() - t) / 20
+    bench = MaskedStep(
+        args.model, args.image_size, args.batch, args.sparsity, args.device, args.steps
+    )
+    d, m, ratio = bench.paired(args.blocks)
+    enforce = bench.mask_work(20)  # the mask work alone: what the ratio should reflect
+    device = bench.device
     figures = {
         "model": args.model,
         "image_size": args.image_size,

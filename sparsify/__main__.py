@@ -53,7 +53,7 @@ def _remove_if_empty(run_dir: Path) -> None:
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from sparsify.errors import UserError
+    from sparsify.errors import UserError, exit_with
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -64,8 +64,7 @@ def _main(cfg: DictConfig) -> None:
         run(cfg, run_dir)
     except UserError as e:
         _remove_if_empty(run_dir)
-        print(f"sparsify: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(e)
     print(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.md'}")
 
 

@@ -8,7 +8,6 @@ the first two run. Checks that need the data (missing files) still happen when a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,14 +24,13 @@ def _user_config(config: DictConfig) -> DictConfig:
 
 
 def _check(config: DictConfig, job: str = "") -> None:
-    from sparsify.errors import UserError
+    from sparsify.errors import UserError, exit_with
     from sparsify.validate import validate
 
     try:
         validate(config)
     except UserError as e:
-        print(f"sparsify: error: {job}{e}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(e, job)
 
 
 class ValidateFirst(Callback):
