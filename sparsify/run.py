@@ -212,7 +212,7 @@ def _run_level(
     scores = plan.scores
     if scores is not None:  # only the scores train; the model's weights stay as they are
         scores.to(device)
-        model.requires_grad_(False)
+        scores.freeze(model)
     if scores is None:
         optimizer = build_optimizer(model.parameters(), cfg.train)
     else:
@@ -305,7 +305,7 @@ def _run_level(
 
     if scores is not None:
         mask = scores.finalize(model)  # the model now holds the weights the learnt mask keeps
-        model.requires_grad_(True)
+        scores.release(model)
     final = _cpu_state(model)
     stats = sparsity_stats({n: final[n] for n in prunable})
     metrics = evaluate(model, data, list(cfg.eval.evaluators), cfg.eval.split, device)

@@ -370,8 +370,7 @@ def test_edgepopup_keeps_the_top_fraction_of_scores_in_every_layer():
 
     weights = {"a": torch.randn(20, 30), "b": torch.randn(10, 20)}
     scores = ScoreMasks(weights, "topk", sparsity=0.7, generator=torch.Generator().manual_seed(0))
-    for s in scores.scores:
-        m = scores._mask(s, training=False)
+    for s, m in zip(scores.scores, scores.eval_masks()):
         assert int(m.sum()) == round(0.3 * s.numel())
         assert s.abs()[m.bool()].min() >= s.abs()[~m.bool()].max()
 
@@ -389,6 +388,35 @@ def test_the_straight_through_gradient_reaches_the_scores_and_not_the_weights(ki
     scores.forward_model(model.train(), torch.randn(32, 8)).pow(2).sum().backward()
     assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in scores.scores)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+@pytest.mark.parametrize("kind", ["bernoulli", "topk"])
+def test_the_fused_straight_through_gradient_equals_autograd_through_the_surrogate(kind, rescale):
+    from sparsify.sparsity.supermask import ScoreMasks
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    model.requires_grad_(False)
+    weights = {"0.weight": model[0].weight, "2.weight": model[2].weight}
+    scores = ScoreMasks(weights, kind, sparsity=0.5, rescale=rescale)
+    x = torch.randn(32, 8)
+    torch.manual_seed(1)  # the same Bernoulli draws in both passes
+    scores.forward_model(model.train(), x).pow(2).sum().backward()
+    fused = [s.grad.clone() for s in scores.scores]
+
+    # the reference: the surrogate written out, differentiated by autograd
+    torch.manual_seed(1)
+    effective = {}
+    for name, s, (m, _) in zip(scores.names, scores.scores, scores.train_masks()):
+        f = torch.sigmoid(s) if kind == "bernoulli" else s.abs()
+        scale = scores._scale(m)
+        effective[name] = weights[name] * (m + f - f.detach()) * scale
+        s.grad = None
+    torch.func.functional_call(model, effective, (x,)).pow(2).sum().backward()
+    for got, s in zip(fused, scores.scores):
+        assert got.abs().sum() > 0
+        torch.testing.assert_close(got, s.grad)
 
 
 def test_large_init_large_final_ranks_only_the_live_weights():
