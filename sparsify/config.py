@@ -117,6 +117,19 @@ class LoggerConfig:
 
 
 @dataclass
+class BackendConfig:
+    name: str = "torch"  # torch, or triton: evaluation (and speed on a GPU) on sparsify.kernels
+    mode: str = "auto"  # triton: which layers convert() moves to kernels: auto, winograd, sparse
+    block: int = 32  # triton: block side of the block-sparse (bsr) layout: 16, 32, 64 or 128
+    tile: int = 2  # triton: Winograd output tile: 2 (F(2x2,3x3)) or 4 (F(4x4,3x3))
+    bsr_max_density: float = 0.5  # auto: bsr when at most this fraction of blocks is nonzero
+    csr_max_density: float = 0.1  # auto: else csr when at most this fraction of weights is
+    speed_batch: int = 64  # GPU speed measurement: batch size
+    speed_dtype: str = "bfloat16"  # GPU speed measurement: float32, float16 or bfloat16
+    speed_reps: int = 20  # GPU speed measurement: timed forward passes (median reported)
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -124,6 +137,7 @@ class Config:
     train: TrainConfig = MISSING
     eval: EvalConfig = MISSING
     logger: LoggerConfig = MISSING
+    backend: BackendConfig = MISSING
     seed: int = 0  # seeds the initialisation, data order and augmentation
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
 

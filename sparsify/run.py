@@ -16,11 +16,11 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sparsify.backend import evaluate_level
 from sparsify.data import build_data
 from sparsify.data.base import DataBundle
 from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.errors import UserError
-from sparsify.evaluate import evaluate
 from sparsify.io import remove_stale_temporaries, save_json, save_torch
 from sparsify.methods import METHODS, Context, LevelPlan, Method
 from sparsify.models import build_model
@@ -308,13 +308,14 @@ def _run_level(
         scores.release(model)
     final = _cpu_state(model)
     stats = sparsity_stats({n: final[n] for n in prunable})
-    metrics = evaluate(model, data, list(cfg.eval.evaluators), cfg.eval.split, device)
+    evaluated = evaluate_level(model, data, cfg, device)  # metrics (+ kernels, speed)
+    metrics = evaluated["metrics"]
     record = {
         "level": level,
         "sparsity": stats.sparsity,
         "nonzero_params": stats.nonzero,
         "prunable_params": stats.total,
-        "metrics": metrics,
+        **evaluated,
         "iterations": plan.segment.end - plan.segment.start,
         "layers": {n: {"nonzero": nz, "total": t} for n, (nz, t) in stats.per_layer.items()},
     }
@@ -324,5 +325,13 @@ def _run_level(
         f"[level {level}/{n_levels - 1}] sparsity {100 * stats.sparsity:.2f}%  "
         f"({stats.nonzero}/{stats.total} weights)"
         + (f"  {cfg.eval.split} accuracy {100 * acc:.2f}%" if acc is not None else "")
+        + (_speed_line(record["speed"]) if "speed" in record else "")
     )
     return record
+
+
+def _speed_line(speed: dict) -> str:
+    return (
+        f"  kernels {speed['triton_ms']:.3f} ms vs torch {speed['torch_ms']:.3f} ms "
+        f"({speed['speedup']:.2f}x, batch {speed['batch']}, {speed['dtype']})"
+    )

@@ -30,8 +30,13 @@ _NOT_IDENTITY = (
 
 
 def identity_config(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` without the hydra node and the settings in _NOT_IDENTITY."""
+    """`config` without the hydra node, the settings in _NOT_IDENTITY, and the backend section
+    when it is `torch`."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items() if k != "hydra"}
+    if out.get("backend", {}).get("name", "torch") == "torch":
+        # backend=torch changes nothing (its other keys configure triton): runs from before the
+        # backend group existed keep their names
+        out.pop("backend", None)
     for path in _NOT_IDENTITY:
         node = out
         for key in path[:-1]:

@@ -41,7 +41,9 @@ def _range(
 
 def _choice(key: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
     if value not in valid:
-        raise UserError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+        raise UserError(
+            f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}"
+        )
 
 
 def _registered(key: str, value: str, registry: Registry) -> None:
@@ -151,6 +153,51 @@ def validate(cfg: DictConfig) -> None:
     if e.split == "val" and d.val_fraction == 0:
         raise UserError("eval.split=val needs data.val_fraction > 0")
 
+    check_backend(cfg)
+
     _choice("logger.name", lg.name, LOGGERS)
     _choice("logger.mode", lg.mode, WANDB_MODES)
     _range("logger.log_every", lg.log_every, 1, None)
+
+
+BACKENDS = ("torch", "triton")
+KERNEL_MODES = ("auto", "winograd", "sparse")  # sparsify.kernels.convert.MODES
+SPEED_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def check_backend(cfg: DictConfig) -> None:
+    """The backend group's values, and that `triton` can run here: Triton kernels need a CUDA GPU
+    (or the interpreter, TRITON_INTERPRET=1, which runs them slowly on the CPU)."""
+    b = cfg.backend
+    _choice("backend.name", b.name, BACKENDS)
+    _choice("backend.mode", b.mode, KERNEL_MODES)
+    _choice("backend.block", b.block, (16, 32, 64, 128))
+    _choice("backend.tile", b.tile, (2, 4))
+    _range("backend.bsr_max_density", b.bsr_max_density, 0.0, 1.0, hi_open=False)
+    _range("backend.csr_max_density", b.csr_max_density, 0.0, 1.0, hi_open=False)
+    _range("backend.speed_batch", b.speed_batch, 1, None)
+    _choice("backend.speed_dtype", b.speed_dtype, SPEED_DTYPES)
+    _range("backend.speed_reps", b.speed_reps, 1, None)
+    if b.name != "triton":
+        return
+    import os
+
+    import torch
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise UserError(
+            f"backend=triton runs on CUDA GPUs (or the CPU with TRITON_INTERPRET=1); "
+            f"device={cfg.device} is neither: use device=auto, cuda, cuda:N or cpu"
+        )
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    on_gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    if not on_gpu and not interpreting:
+        raise UserError(
+            f"backend=triton runs Triton kernels on a CUDA GPU, and device={cfg.device} gives "
+            "none here; use backend=torch, or set TRITON_INTERPRET=1 to run the kernels "
+            "(slowly) on the CPU"
+        )
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise UserError("backend=triton needs the triton package (pip install triton)") from None

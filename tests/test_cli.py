@@ -73,7 +73,7 @@ def test_our_own_errors_are_one_line(tmp_path):
 def test_help_lists_the_config_groups(tmp_path):
     proc = sparsify(tmp_path, "--help")
     assert proc.returncode == 0
-    for group in ["data", "model", "prune", "train", "eval", "logger", "experiment"]:
+    for group in ["data", "model", "prune", "train", "eval", "logger", "backend", "experiment"]:
         assert f"{group}:" in proc.stdout
     assert "lth" in proc.stdout and "resnet50" in proc.stdout and "digits" in proc.stdout
     assert _listing(tmp_path) == []

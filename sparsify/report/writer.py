@@ -37,6 +37,25 @@ def _tables(
         for lv in levels
     ]
     tables = [("Levels", head, rows)]
+    timed = [lv for lv in levels if "speed" in lv]
+    if timed:  # backend=triton on a GPU: each level's forward pass, kernels against torch
+        s0 = timed[0]["speed"]
+        tables.append(
+            (
+                f"Speed on {s0['device']} (forward pass, batch {s0['batch']}, {s0['dtype']})",
+                ["level", "sparsity", "torch ms", "kernels ms", "speed-up"],
+                [
+                    [
+                        str(lv["level"]),
+                        f"{100 * lv['sparsity']:.2f}%",
+                        f"{lv['speed']['torch_ms']:.3f}",
+                        f"{lv['speed']['triton_ms']:.3f}",
+                        f"{lv['speed']['speedup']:.2f}x",
+                    ]
+                    for lv in timed
+                ],
+            )
+        )
     last = records[-1] if records else None
     if last and "layers" in last:
         layer_rows = [
