@@ -226,6 +226,16 @@ def _run_level(
         }
         optimizer = build_optimizer([group], cfg.train)
     enforcer = MaskEnforcer(model, mask)
+    if plan.continue_optimizer:  # (a checkpoint of this level, below, supersedes it)
+        assert level > 0
+        state = rd.load_optimizer(level - 1)
+        try:
+            optimizer.load_state_dict(state)
+        except (ValueError, KeyError) as e:
+            raise UserError(
+                f"{rd.optimizer_path(level - 1)} does not fit this run's optimizer ({e}); "
+                f"delete level {level - 1}'s folder to re-run it"
+            ) from None
     resume_from = None
     if (
         ckpt is not None
@@ -307,6 +317,8 @@ def _run_level(
         mask = scores.finalize(model)  # the model now holds the weights the learnt mask keeps
         scores.release(model)
     final = _cpu_state(model)
+    if plan.keep_optimizer:  # before metrics.json, which marks the level finished
+        save_torch(optimizer.state_dict(), rd.optimizer_path(level))
     stats = sparsity_stats({n: final[n] for n in prunable})
     evaluated = evaluate_level(model, data, cfg, device)  # metrics (+ kernels, speed)
     metrics = evaluated["metrics"]

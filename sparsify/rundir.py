@@ -137,6 +137,19 @@ class RunDir:
         save_torch(state, d / "final.pt")
         save_json(record, d / "metrics.json")
 
+    def optimizer_path(self, level: int) -> Path:
+        """The optimizer state a level keeps for the next one (LevelPlan.keep_optimizer)."""
+        return self.level_dir(level) / "optimizer.pt"
+
+    def load_optimizer(self, level: int) -> dict[str, Any]:
+        state = load_torch(self.optimizer_path(level), "optimizer state")
+        if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
+            raise UserError(
+                f"{self.optimizer_path(level)} is not an optimizer state; delete level "
+                f"{level}'s folder to re-run it"
+            )
+        return state
+
     def level_record(self, level: int) -> dict[str, Any]:
         path = self.level_dir(level) / "metrics.json"
         record = load_json(path, "level metrics")

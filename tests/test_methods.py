@@ -224,6 +224,35 @@ def test_gmp_hits_the_cubic_schedule_at_every_update(tmp_path):
     assert results["levels"][0]["sparsity"] == pytest.approx(0.8, abs=1e-4)
 
 
+def test_acdc_final_compressed_phase_continues_the_dense_phase_optimizer(tmp_path, monkeypatch):
+    overrides = ["prune=acdc", "train.epochs=4", "prune.dense_warmup=1ep"]
+    overrides += ["prune.final_decompressed=1ep", "prune.final_compressed=1ep"]
+    run(compose(overrides), tmp_path / "kept")
+    state = torch.load(
+        tmp_path / "kept/levels/level_00/optimizer.pt", map_location="cpu", weights_only=True
+    )
+    buffers = [s["momentum_buffer"] for s in state["state"].values()]
+    assert buffers and all(b.abs().sum() > 0 for b in buffers)
+
+    # the same run with a fresh optimizer at the final phase ends elsewhere: the state is used
+    acdc = METHODS.get("acdc")
+    plan = acdc.plan
+
+    def fresh(self, level, ctx):
+        out = plan(self, level, ctx)
+        out.continue_optimizer = False
+        return out
+
+    monkeypatch.setattr(acdc, "plan", fresh)
+    run(compose(overrides), tmp_path / "fresh")
+
+    def final(name, level):
+        return torch.load(tmp_path / name / f"levels/level_{level:02d}/final.pt", weights_only=True)
+
+    assert all(torch.equal(final("kept", 0)[k], v) for k, v in final("fresh", 0).items())
+    assert any(not torch.equal(final("kept", 1)[k], v) for k, v in final("fresh", 1).items())
+
+
 def test_acdc_switches_masks_at_the_phase_boundaries_and_ends_with_both_models(tmp_path):
     results = run(compose(["prune=acdc"]), tmp_path / "acdc")
     changes = [

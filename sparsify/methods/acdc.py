@@ -10,9 +10,10 @@ alternation that does not fit is cut short where the last decompressed phase beg
 
 The run ends with both models, as two levels: level 0 trains up to the end of the last
 decompressed phase, so its final weights are the dense model; level 1 is the final compressed
-phase, continuing the schedule from there with level 0's magnitudes as mask (with a fresh
-optimizer: its momentum, time constant about 10 iterations, is rebuilt within the phase).
-Both are saved, evaluated and listed in results.json.
+phase, continuing the schedule and the optimizer (its momentum: level 0 keeps the optimizer's
+state in optimizer.pt) from there, with level 0's magnitudes as mask. Compressing keeps the
+momentum, as one uninterrupted run of the authors' code does. Both models are saved, evaluated
+and listed in results.json.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class ACDC(Method):
             final = ctx.final(0)
             scores = magnitude_scores(ctx.prunable_part(final))
             mask = prune_by(self.cfg, scores, ctx.dense_mask(), self.cfg.sparsity)
-            return LevelPlan(mask, final, Segment(final_start, ctx.total))
+            return LevelPlan(mask, final, Segment(final_start, ctx.total), continue_optimizer=True)
         starts = dict(phases[:-1])  # iteration -> compressed?
         dense = ctx.dense_mask()
 
@@ -86,4 +87,9 @@ class ACDC(Method):
                 )
             return MaskChange(dense, reset_momentum=True)
 
-        return LevelPlan(dense, ctx.init, Segment(0, final_start, mask_schedule=schedule))
+        return LevelPlan(
+            dense,
+            ctx.init,
+            Segment(0, final_start, mask_schedule=schedule),
+            keep_optimizer=True,
+        )

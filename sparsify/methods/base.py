@@ -34,6 +34,10 @@ class LevelPlan:
     # learnt masks over frozen weights (supermask, edgepopup): the optimizer trains these, and
     # at the end they write the weights they select into the model
     scores: Optional[ScoreMasks] = None
+    # save the optimizer's state with the level, for the next level to continue it
+    keep_optimizer: bool = False
+    # start from the optimizer state the previous level kept (its momentum, say), not a fresh one
+    continue_optimizer: bool = False
 
 
 @dataclass
