@@ -18,7 +18,7 @@ from .convert import KernelLayer, convert, kept_on_torch, kernel_layers
 from .pack import PackedWeight, pack
 from .sparse_conv import sparse_conv2d
 from .sparse_linear import sparse_linear
-from .winograd import winograd_conv2d
+from .winograd import winograd_conv2d, winograd_filter
 
 __all__ = [
     "KernelLayer",
@@ -30,4 +30,5 @@ __all__ = [
     "sparse_conv2d",
     "sparse_linear",
     "winograd_conv2d",
+    "winograd_filter",
 ]

@@ -38,7 +38,7 @@ from ._rules import interpreting
 from .pack import PackedWeight, pack
 from .sparse_conv import sparse_conv2d
 from .sparse_linear import sparse_linear
-from .winograd import winograd_conv2d
+from .winograd import winograd_conv2d, winograd_filter
 
 MODES = ("auto", "winograd", "sparse")
 KINDS = ("winograd", "bsr", "csr")
@@ -121,6 +121,17 @@ class KernelLayer(nn.Module):
         if kind != "winograd":
             self.packed = pack(w, layout=kind, block=block if kind == "bsr" else 32)
         self.tile = tile
+        self._filter: Tensor | None = None  # winograd: U = G g G^T, see _winograd_filter
+        self._filter_key: tuple | None = None
+
+    def _winograd_filter(self, dtype: torch.dtype) -> Tensor:
+        """The transformed filter, computed once per dtype, device and weight version (an
+        in-place change of the weight is picked up)."""
+        w = self.torch_layer.weight
+        key = (dtype, w.device, w.data_ptr(), w._version)
+        if self._filter_key != key:
+            self._filter, self._filter_key = winograd_filter(w.detach(), self.tile, dtype), key
+        return self._filter
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, measure={self.measure}"
@@ -129,7 +140,9 @@ class KernelLayer(nn.Module):
         layer = self.torch_layer
         bias = None if layer.bias is None else layer.bias.detach()
         if self.kind == "winograd":
-            return winograd_conv2d(x, layer.weight.detach(), bias, layer.padding, self.tile)
+            u = self._winograd_filter(x.dtype)
+            weight = layer.weight.detach()
+            return winograd_conv2d(x, weight, bias, layer.padding, self.tile, transformed=u)
         assert self.packed is not None
         if isinstance(layer, nn.Linear):
             return sparse_linear(x, self.packed, bias)

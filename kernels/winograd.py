@@ -56,7 +56,7 @@ from torch import Tensor
 from ._rules import assert_arange, assert_dot, check_device, check_dtype, on_device
 from .winograd_transforms import winograd_fractions, winograd_matrices
 
-__all__ = ["winograd_conv2d"]
+__all__ = ["winograd_conv2d", "winograd_filter"]
 
 TILES = (2, 4)
 R = 3  # filter size
@@ -232,6 +232,7 @@ def winograd_conv2d(
     *,
     stride: int | tuple[int, int] = 1,
     dilation: int | tuple[int, int] = 1,
+    transformed: Tensor | None = None,
 ) -> Tensor:
     """3x3 convolution (cross-correlation), equal to `F.conv2d(input, weight, bias, 1, padding)`.
 
@@ -240,7 +241,10 @@ def winograd_conv2d(
     pixels: an int, an (h, w) pair, or "same"/"valid". `tile` picks F(2x2, 3x3) or F(4x4, 3x3).
     `stride` and `dilation` exist only to refuse anything but 1, for callers that forward a conv
     layer's settings. Any input strides work; a channels-last input gives a channels-last
-    output. Returns (N, K, H + 2 pad_h - 2, W + 2 pad_w - 2) in the input dtype.
+    output. `transformed`: `winograd_filter(weight, tile, input.dtype)`, computed once by a
+    caller that convolves with the same weight again (the filter transform is O(K C) work and
+    memory per call otherwise). Returns (N, K, H + 2 pad_h - 2, W + 2 pad_w - 2) in the input
+    dtype.
     """
     if _pair(stride, "stride") != (1, 1) or _pair(dilation, "dilation") != (1, 1):
         raise ValueError(
@@ -275,11 +279,21 @@ def winograd_conv2d(
     # up to 10, so V = B^T d B reaches 100x the input: an fp16 input of magnitude ~655 would
     # overflow fp16 V, so fp16 F(4x4) multiplies fp32 V and U as TF32, like bf16. (F(2x2):
     # row sums <= 2, V <= 4x the input.)
-    g = _g_on(m, weight.device)  # cached per device: a host-to-GPU copy would stall each call
-    with torch.no_grad():  # the kernel has no backward, so no graph for this either
-        u = torch.einsum("ai,kcij,bj->abck", g, weight.double(), g).reshape(al * al, c, k)
-        half = input.dtype == torch.float16 and m == 2
-        u = u.to(torch.float16 if half else torch.float32).contiguous()
+    if transformed is None:
+        u = winograd_filter(weight, tile, input.dtype)
+    else:
+        want = (al * al, c, k)
+        if (
+            tuple(transformed.shape) != want
+            or transformed.dtype != _operand_dtype(input.dtype, m)
+            or transformed.device != input.device
+        ):
+            raise ValueError(
+                f"transformed must be winograd_filter(weight, {tile}, {input.dtype}): shape "
+                f"{want}, dtype {_operand_dtype(input.dtype, m)}, on {input.device}; got "
+                f"{tuple(transformed.shape)}, {transformed.dtype}, on {transformed.device}"
+            )
+        u = transformed
 
     tiles_h, tiles_w = triton.cdiv(ho, m), triton.cdiv(wo, m)
     t = n * tiles_h * tiles_w
@@ -300,6 +314,27 @@ def winograd_conv2d(
             num_warps=num_warps, num_stages=2,
         )  # fmt: skip
     return out
+
+
+def _operand_dtype(dtype: torch.dtype, m: int) -> torch.dtype:
+    """The dtype of the GEMM operands V and U for inputs of `dtype` (module docstring)."""
+    return torch.float16 if dtype == torch.float16 and m == 2 else torch.float32
+
+
+def winograd_filter(weight: Tensor, tile: int = 2, dtype: torch.dtype | None = None) -> Tensor:
+    """U = G g G^T of a (K, C, 3, 3) weight for F(tile x tile, 3 x 3), as (alpha^2, C, K) in the
+    GEMM operand dtype for inputs of `dtype` (default: the weight's): fp16 for fp16 F(2x2),
+    fp32 otherwise. Computed in float64 and rounded once."""
+    if tile not in TILES:
+        raise ValueError(f"tile must be 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)), got {tile!r}")
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (R, R):
+        raise ValueError(f"weight must be (K, C, 3, 3), got {tuple(weight.shape)}")
+    k, c = weight.shape[:2]
+    al = tile + R - 1
+    g = _g_on(tile, weight.device)  # cached per device: a host-to-GPU copy would stall each call
+    with torch.no_grad():  # the kernel has no backward, so no graph for this either
+        u = torch.einsum("ai,kcij,bj->abck", g, weight.double(), g).reshape(al * al, c, k)
+        return u.to(_operand_dtype(dtype or weight.dtype, tile)).contiguous()
 
 
 @functools.cache

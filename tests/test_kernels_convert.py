@@ -285,3 +285,19 @@ def test_backend_triton_refuses_devices_it_cannot_run_on():
 
     with pytest.raises(UserError, match="device=mps is neither"):
         validate(compose(["backend=triton", "device=mps"]))
+
+
+def test_winograd_layers_transform_their_filter_once_and_again_after_a_weight_change():
+    model = _model()
+    converted = convert(model, "winograd", block=16)
+    layer = converted[0]
+    x = torch.randn(1, 3, 8, 8, device=DEVICE)
+    with torch.no_grad():
+        first = layer(x)
+        u = layer._filter
+        assert torch.equal(layer(x), first) and layer._filter is u  # reused
+        layer.torch_layer.weight.mul_(2)  # in place: the next call transforms it again
+        second = layer(x)
+        assert layer._filter is not u
+        bias = layer.torch_layer.bias
+        torch.testing.assert_close(second - bias[:, None, None], 2 * (first - bias[:, None, None]))

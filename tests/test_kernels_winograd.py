@@ -263,3 +263,15 @@ def test_fp16_f4_does_not_overflow_on_large_inputs():
     assert torch.isfinite(out).all()
     ref = _reference(x, wt, None, 0)
     assert _error(out, ref, x, wt) <= _tolerance(4, torch.float16)
+
+
+def test_a_transformed_filter_computed_once_gives_the_same_result():
+    from sparsify.kernels import winograd_filter
+
+    x, wt, b = _data(1, 5, 6, 7, 3, torch.float16)
+    for tile in (2, 4):
+        u = winograd_filter(wt, tile, x.dtype)
+        direct = winograd_conv2d(x, wt, b, padding=1, tile=tile)
+        assert torch.equal(winograd_conv2d(x, wt, b, 1, tile, transformed=u), direct)
+        with pytest.raises(ValueError, match="transformed must be"):
+            winograd_conv2d(x, wt, b, 1, 6 - tile, transformed=u)  # the other tile's shape
