@@ -98,18 +98,16 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def block_mask(shape: tuple[int, ...], sparsity: float, block: int, gen: torch.Generator):
-    """A mask zeroing `sparsity` of the B×B blocks of the (K, rest) matrix, chosen at random."""
+    """A mask zeroing `sparsity` of the B×B blocks of the (K, rest) matrix, chosen at random,
+    tiled as block pruning tiles them (sparsify.sparsity.granularity.expand_blocks)."""
+    from sparsify.sparsity.granularity import expand_blocks
+
     k, rest = shape[0], int(torch.tensor(shape[1:]).prod())
-    kb, cb = -(-k // block), -(-rest // block)
-    keep = (
-        torch.rand(kb, cb, generator=gen)
-        .flatten()
-        .argsort()[: max(1, round((1 - sparsity) * kb * cb))]
-    )
-    blocks = torch.zeros(kb * cb, dtype=torch.bool)
+    n_blocks = -(-k // block) * -(-rest // block)
+    keep = torch.rand(n_blocks, generator=gen).argsort()[: max(1, round((1 - sparsity) * n_blocks))]
+    blocks = torch.zeros(n_blocks, dtype=torch.bool)
     blocks[keep] = True
-    tiles = blocks.view(kb, 1, cb, 1).expand(kb, block, cb, block).reshape(kb * block, cb * block)
-    return tiles[:k, :rest].reshape(shape)
+    return expand_blocks(blocks, torch.Size(shape), block)
 
 
 def random_mask(shape: tuple[int, ...], sparsity: float, gen: torch.Generator) -> torch.Tensor:
