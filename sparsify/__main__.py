@@ -69,8 +69,10 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    from sparsify.allocator import keep_freed_memory
     from sparsify.config import register_configs
 
+    keep_freed_memory()  # before training allocates: see sparsify/allocator.py
     register_configs()
     if not OmegaConf.has_resolver("sparsify_run_name"):
         OmegaConf.register_new_resolver("sparsify_run_name", _run_name)
