@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from sparsify.sparsity.mask import Mask
+from sparsify.sparsity.topk import TrackedTopK
 
 KINDS = ("bernoulli", "topk")
 EVAL_MASKS = ("expected", "sampled")
@@ -53,6 +54,7 @@ class ScoreMasks(nn.Module):
                 s = (torch.rand(w.shape, generator=generator) * 2 - 1) * bound
             scores.append(nn.Parameter(s.to(w.device)))
         self.scores = nn.ParameterList(scores)
+        self._topk: dict[int, TrackedTopK] = {}  # per layer size: a cache, not state
 
     def eval_masks(self) -> list[Tensor]:
         """The float 0/1 masks used outside training (evaluation and the final model), one per
@@ -85,16 +87,16 @@ class ScoreMasks(nn.Module):
 
         Layers of one size are selected together, one batched top-k per size (a ResNet-20 has
         22 layers but 9 sizes): per-call overhead, not arithmetic, dominates top-k on layers
-        this small. Exactly k kept; with continuous scores ties have probability zero."""
+        this small. Exactly k kept, the entries torch.topk keeps; from step to step the cut is
+        tracked rather than recomputed (sparsity/topk.py)."""
         out: list[Tensor] = [torch.empty(0)] * len(scores)
         by_size: dict[int, list[int]] = {}
         for i, s in enumerate(scores):
             by_size.setdefault(s.numel(), []).append(i)
         for n, members in by_size.items():
-            k = max(1, round((1.0 - self.sparsity) * n))
-            flat = torch.stack([scores[i].reshape(-1) for i in members]).abs_()
-            keep = torch.zeros_like(flat)
-            keep.scatter_(1, flat.topk(k, dim=1, sorted=False).indices, 1.0)
+            if n not in self._topk:
+                self._topk[n] = TrackedTopK(max(1, round((1.0 - self.sparsity) * n)))
+            keep = self._topk[n](torch.stack([scores[i].reshape(-1) for i in members]).abs_())
             for row, i in enumerate(members):
                 out[i] = keep[row].view_as(scores[i])
         return out
@@ -157,7 +159,7 @@ class _MaskedWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s: Tensor, w: Tensor, m: Tensor, dm_ds: Tensor, scale: float | Tensor):
-        ws = w * scale
+        ws = w if isinstance(scale, float) and scale == 1.0 else w * scale
         ctx.save_for_backward(ws * dm_ds)
         return ws * m
 
