@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from masked_step import MaskedStep  # scripts/masked_step.py, beside this script
 
+from sparsify.allocator import keep_freed_memory
 from sparsify.compose import compose
 from sparsify.methods import METHODS
 from sparsify.methods.base import prune_by
@@ -60,26 +61,38 @@ def prunes_per_level(method: str, cfg, ipe: int, total: int) -> tuple[int, int]:
     return 1, m.budget(ctx)
 
 
-def fastest(fn, reps: int) -> float:
-    """Seconds of the fastest of `reps` calls: noise on a shared machine only adds time."""
+def call_times(fn, reps: int) -> list[float]:
+    """Seconds of each of `reps` calls, after one warm-up call."""
     fn()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return min(times)
+    return times
 
 
-def mask_work(scores, frozen):
+def typical(fn, reps: int) -> float:
+    """Seconds of the median of `reps` calls."""
+    return statistics.median(call_times(fn, reps))
+
+
+def fastest(fn, reps: int) -> float:
+    """Seconds of the fastest of `reps` calls: noise on a shared machine only adds time (used
+    for a difference of two small times)."""
+    return min(call_times(fn, reps))
+
+
+def mask_work(scores, frozen, grads):
     """One step's mask work of a learnt-mask method: the masks and w·m of every layer, the
-    straight-through backward to the scores (from a fixed upstream gradient) and the score
+    straight-through backward to the scores (from `grads`, a real gradient of the loss with
+    respect to the weights, so the scores move as far per step as in training) and the score
     optimizer step."""
     from sparsify.sparsity.supermask import _MaskedWeight
 
     opt = torch.optim.SGD(scores.parameters(), lr=0.1, momentum=0.9)
     weights = [frozen[n].detach() for n in scores.names]
-    upstream = [torch.randn_like(w) for w in weights]
+    upstream = [grads[n] for n in scores.names]
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -105,15 +118,17 @@ def substitution_overhead(model, scores, frozen) -> float:
     return max(0.0, called - plain)
 
 
-def whole_step_ratio(scores, model, x, y, block, args) -> float:
-    """A learnt-mask step against a plain step: median of the ratios of adjacent blocks, which
-    alternate in order. The learnt-mask path trains its own copy of the model, frozen as a run
-    freezes it, so neither path toggles requires_grad between blocks."""
+def whole_step_ratio(scores, model, x, y, args) -> tuple[float, float, float]:
+    """A learnt-mask step against a plain step: (median, lower and upper quartile) of the ratios
+    of adjacent blocks, which alternate in order. Each path trains its own copy of the model (the
+    learnt-mask one frozen as a run freezes it), so neither toggles requires_grad between blocks
+    and both read weights copied the same way."""
     import copy
 
-    frozen = copy.deepcopy(model)
+    frozen, plain = copy.deepcopy(model), copy.deepcopy(model)
     scores.freeze(frozen)  # as a run freezes it
     score_opt = torch.optim.SGD(scores.parameters(), lr=0.1, momentum=0.9)
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
     def score_block() -> float:
         t = time.perf_counter()
@@ -123,15 +138,24 @@ def whole_step_ratio(scores, model, x, y, block, args) -> float:
             score_opt.step()
         return (time.perf_counter() - t) / args.steps
 
-    score_block(), block(False)
+    def plain_block() -> float:
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            plain_opt.zero_grad(set_to_none=True)
+            F.cross_entropy(plain(x), y).backward()
+            plain_opt.step()
+        return (time.perf_counter() - t) / args.steps
+
+    score_block(), plain_block()
     ratios = []
     for i in range(args.blocks):
         if i % 2 == 0:
-            t_score, t_plain = score_block(), block(False)
+            t_score, t_plain = score_block(), plain_block()
         else:
-            t_plain, t_score = block(False), score_block()
+            t_plain, t_score = plain_block(), score_block()
         ratios.append(t_score / t_plain)
-    return statistics.median(ratios)
+    low, median, high = statistics.quantiles(ratios, n=4)
+    return median, low, high
 
 
 def main() -> None:
@@ -147,10 +171,12 @@ def main() -> None:
         "overrides", nargs="*", help="config overrides giving the schedule (e.g. train=cifar)"
     )
     args = p.parse_args()
+    allocator = keep_freed_memory()  # as python -m sparsify runs
+    print(f"allocator: {allocator} (SPARSIFY_MALLOC=system for glibc's own behaviour)")
 
     cfg = compose(args.overrides)
     bench = MaskedStep(args.model, args.image_size, args.batch, 0.9, steps=args.steps)
-    model, weights, block, x, y = bench.model, bench.weights, bench.block, bench.x, bench.y
+    model, weights, x, y = bench.model, bench.weights, bench.x, bench.y
     t_plain, _, paired = bench.paired(args.blocks)
     # The mask work alone, timed on its own: step-to-step noise on a shared machine is larger
     # than this cost, so each method is charged what it adds, each part measured here.
@@ -175,16 +201,19 @@ def main() -> None:
     # and the cost of substituting (functional_call) are timed on their own, as for the other
     # methods; the whole step against a plain one, blocks interleaved, is a noisy cross-check.
     learnt, crosscheck = {}, {}
+    F.cross_entropy(model(x), y).backward()  # one real gradient for the mask work's backward
+    grads = {n: w.grad.detach().clone() for n, w in weights.items()}
+    model.zero_grad(set_to_none=True)
     for method, kind in (("supermask", "bernoulli"), ("edgepopup", "topk")):
         scores = ScoreMasks({n: w.detach() for n, w in weights.items()}, kind, sparsity=0.5)
-        t_masks = fastest(mask_work(scores, weights), 30)
+        t_masks = typical(mask_work(scores, weights, grads), 30)
         t_call = substitution_overhead(model, scores, weights)
         learnt[method] = (t_plain + t_masks + t_call) / t_plain
-        crosscheck[method] = whole_step_ratio(scores, model, x, y, block, args)
+        crosscheck[method] = whole_step_ratio(scores, model, x, y, args)
         print(
             f"{method}: mask work {1000 * t_masks:.2f} ms, functional_call "
-            f"{1000 * t_call:.2f} ms per step; whole step / plain step, median of paired blocks: "
-            f"{crosscheck[method]:.3f} (noisy cross-check)"
+            f"{1000 * t_call:.2f} ms per step; whole step / plain step, paired blocks: median "
+            "{:.3f}, quartiles {:.3f}-{:.3f} (noisy cross-check)".format(*crosscheck[method])
         )
 
     ipe = -(-1294 // cfg.train.batch_size) if cfg.data.name == "digits" else 391

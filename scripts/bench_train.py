@@ -18,6 +18,8 @@ import platform
 import torch
 from masked_step import MaskedStep  # scripts/masked_step.py, beside this script
 
+from sparsify.allocator import keep_freed_memory
+
 
 def main() -> None:
     p = argparse.ArgumentParser(
@@ -32,6 +34,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
+    allocator = keep_freed_memory()  # as python -m sparsify runs
+    print(f"allocator: {allocator} (SPARSIFY_MALLOC=system for glibc's own behaviour)")
 
     bench = MaskedStep(
         args.model, args.image_size, args.batch, args.sparsity, args.device, args.steps
@@ -52,6 +56,7 @@ def main() -> None:
         "mask_work_s": enforce,
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "allocator": allocator,
     }
     print(
         f"{args.model} {args.image_size}x{args.image_size} batch {args.batch} on {device} "
