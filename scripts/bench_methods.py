@@ -171,6 +171,8 @@ def main() -> None:
         "overrides", nargs="*", help="config overrides giving the schedule (e.g. train=cifar)"
     )
     args = p.parse_args()
+    if args.blocks < 2:
+        p.error("--blocks must be at least 2 (the cross-check reports quartiles of block pairs)")
     allocator = keep_freed_memory()  # as python -m sparsify runs
     print(f"allocator: {allocator} (SPARSIFY_MALLOC=system for glibc's own behaviour)")
 

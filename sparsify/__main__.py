@@ -72,7 +72,9 @@ def main() -> None:
     from sparsify.allocator import keep_freed_memory
     from sparsify.config import register_configs
 
-    keep_freed_memory()  # before training allocates: see sparsify/allocator.py
+    allocator = keep_freed_memory()  # before training allocates: see sparsify/allocator.py
+    if allocator.startswith(("partly", "unchanged: mallopt")):
+        print(f"sparsify: warning: glibc malloc settings {allocator}", file=sys.stderr)
     register_configs()
     if not OmegaConf.has_resolver("sparsify_run_name"):
         OmegaConf.register_new_resolver("sparsify_run_name", _run_name)

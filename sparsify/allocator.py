@@ -4,11 +4,14 @@ By default glibc's malloc serves large blocks (from 128 KiB, a threshold that gr
 to 32 MiB) with fresh mmap pages and returns them, and the free top of the heap, to the kernel
 when they are freed. Training allocates and frees the same activation-sized tensors every step,
 so each step faults its memory back in page by page: on a two-core CPU a ResNet-20 step (batch
-64, 32×32) took 1,467-10,470 page faults, and a supermask step 6,758-16,464, which alone made
-it 4-10% slower than a plain step (docs/performance.md). With a fixed mmap threshold of 1 GiB
-and a trim threshold of 1 GiB, freed blocks stay in the heap for the next step to reuse: zero
-page faults per step. The resident memory stays at the run's peak instead of shrinking between
-steps, as with jemalloc or tcmalloc, the allocators PyTorch's CPU tuning guide recommends.
+64, 32×32) took 1,467-10,470 page faults, and a supermask step 6,758-16,464: a share of the
+4-10% by which it measured slower than a plain step (docs/performance.md). With fixed mmap and
+trim thresholds of 1 GiB, freed blocks stay in the heap for the next step to reuse: 0-171 page
+faults per step there. The resident memory stays near the run's peak instead of shrinking
+between steps, as with jemalloc or tcmalloc, the allocators PyTorch's CPU tuning guide
+recommends; it can exceed the peak of live memory where freed holes in the heap do not fit
+later blocks. Forked DataLoader workers inherit the setting. Allocations on other threads come
+from per-thread arenas of at most 64 MiB, so larger ones there still use mmap.
 
 `python -m sparsify` and the CPU benchmarks call `keep_freed_memory()` once at start. It does
 nothing off glibc, with another allocator preloaded, when the user has set glibc's malloc
@@ -18,13 +21,13 @@ tunables or MALLOC_* variables themselves, or when SPARSIFY_MALLOC=system.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
 M_TRIM_THRESHOLD = -1  # mallopt parameter numbers, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 THRESHOLD = 1 << 30  # bytes: blocks up to 1 GiB come from the heap, which keeps up to 1 GiB free
+FALLBACK = 32 << 20  # the mmap threshold's ceiling in glibc's mallopt(3) documentation
 
 
 def _user_choice() -> str | None:
@@ -52,10 +55,17 @@ def keep_freed_memory() -> str:
     if reason is not None:
         return f"unchanged: {reason}"
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        done = libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) and libc.mallopt(
-            M_TRIM_THRESHOLD, THRESHOLD
-        )
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD)
+        mmap = THRESHOLD if libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) else 0
+        if not mmap and libc.mallopt(M_MMAP_THRESHOLD, FALLBACK):  # older glibc's ceiling
+            mmap = FALLBACK
     except (OSError, AttributeError):
         return "unchanged: mallopt unavailable"
-    return "kept: mmap and trim thresholds 1 GiB" if done else "unchanged: mallopt refused"
+    if not (trim and mmap):
+        return f"partly: trim threshold {'1 GiB' if trim else 'refused'}, mmap threshold " + (
+            f"{mmap >> 20} MiB" if mmap else "refused"
+        )
+    if mmap == THRESHOLD:
+        return "kept: mmap and trim thresholds 1 GiB"
+    return f"kept: trim threshold 1 GiB, mmap threshold {mmap >> 20} MiB"

@@ -54,7 +54,7 @@ class ScoreMasks(nn.Module):
                 s = (torch.rand(w.shape, generator=generator) * 2 - 1) * bound
             scores.append(nn.Parameter(s.to(w.device)))
         self.scores = nn.ParameterList(scores)
-        self._topk: dict[int, TrackedTopK] = {}  # per layer size: a cache, not state
+        self._topk: dict[tuple[int, int], TrackedTopK] = {}  # per (size, k): a cache, not state
 
     def eval_masks(self) -> list[Tensor]:
         """The float 0/1 masks used outside training (evaluation and the final model), one per
@@ -94,9 +94,10 @@ class ScoreMasks(nn.Module):
         for i, s in enumerate(scores):
             by_size.setdefault(s.numel(), []).append(i)
         for n, members in by_size.items():
-            if n not in self._topk:
-                self._topk[n] = TrackedTopK(max(1, round((1.0 - self.sparsity) * n)))
-            keep = self._topk[n](torch.stack([scores[i].reshape(-1) for i in members]).abs_())
+            k = max(1, round((1.0 - self.sparsity) * n))
+            if (n, k) not in self._topk:
+                self._topk[n, k] = TrackedTopK(k)
+            keep = self._topk[n, k](torch.stack([scores[i].reshape(-1) for i in members]).abs_())
             for row, i in enumerate(members):
                 out[i] = keep[row].view_as(scores[i])
         return out

@@ -57,6 +57,8 @@ class TrackedTopK:
     def _tracked(self, a: Tensor) -> Tensor | None:
         """The mask from the entries inside the bracket; None where they cannot give it."""
         assert self.lo is not None and self.hi is not None
+        if bool(a.isnan().any()):
+            return None  # torch.topk ranks NaN highest; comparisons cannot
         above = a > self.hi  # kept whatever the cut
         band = (a >= self.lo) & ~above
         need = self.k - above.sum(dim=1, keepdim=True)  # to take from the band, largest first
