@@ -130,21 +130,20 @@ def whole_step_ratio(scores, model, x, y, args) -> tuple[float, float, float]:
     score_opt = torch.optim.SGD(scores.parameters(), lr=0.1, momentum=0.9)
     plain_opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
-    def score_block() -> float:
+    def block(forward, opt) -> float:
+        """Seconds per step over `args.steps` training steps."""
         t = time.perf_counter()
         for _ in range(args.steps):
-            score_opt.zero_grad(set_to_none=True)
-            F.cross_entropy(scores.forward_model(frozen, x), y).backward()
-            score_opt.step()
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(forward(x), y).backward()
+            opt.step()
         return (time.perf_counter() - t) / args.steps
 
+    def score_block() -> float:
+        return block(lambda inputs: scores.forward_model(frozen, inputs), score_opt)
+
     def plain_block() -> float:
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            plain_opt.zero_grad(set_to_none=True)
-            F.cross_entropy(plain(x), y).backward()
-            plain_opt.step()
-        return (time.perf_counter() - t) / args.steps
+        return block(plain, plain_opt)
 
     score_block(), plain_block()
     ratios = []
