@@ -83,23 +83,17 @@ def fastest(fn, reps: int) -> float:
     return min(call_times(fn, reps))
 
 
-def mask_work(scores, frozen, grads):
+def mask_work(scores, model, grads):
     """One step's mask work of a learnt-mask method: the masks and w·m of every layer, the
     straight-through backward to the scores (from `grads`, a real gradient of the loss with
     respect to the weights, so the scores move as far per step as in training) and the score
     optimizer step."""
-    from sparsify.sparsity.supermask import _MaskedWeight
-
     opt = torch.optim.SGD(scores.parameters(), lr=0.1, momentum=0.9)
-    weights = [frozen[n].detach() for n in scores.names]
     upstream = [grads[n] for n in scores.names]
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        effective = []
-        for s, w, (m, dm_ds) in zip(scores.scores, weights, scores.train_masks()):
-            effective.append(_MaskedWeight.apply(s, w, m, dm_ds, scores._scale(m)))
-        torch.autograd.backward(effective, upstream)
+        torch.autograd.backward(list(scores.masked_weights(model).values()), upstream)
         opt.step()
 
     return step
@@ -207,7 +201,7 @@ def main() -> None:
     model.zero_grad(set_to_none=True)
     for method, kind in (("supermask", "bernoulli"), ("edgepopup", "topk")):
         scores = ScoreMasks({n: w.detach() for n, w in weights.items()}, kind, sparsity=0.5)
-        t_masks = typical(mask_work(scores, weights, grads), 30)
+        t_masks = typical(mask_work(scores, model, grads), 30)
         t_call = substitution_overhead(model, scores, weights)
         learnt[method] = (t_plain + t_masks + t_call) / t_plain
         crosscheck[method] = whole_step_ratio(scores, model, x, y, args)
@@ -216,6 +210,12 @@ def main() -> None:
             f"{1000 * t_call:.2f} ms per step; whole step / plain step, paired blocks: median "
             "{:.3f}, quartiles {:.3f}-{:.3f} (noisy cross-check)".format(*crosscheck[method])
         )
+        if kind == "topk":  # how often the tracked cut answered (sparsify/sparsity/topk.py)
+            top = scores._topk
+            print(
+                f"edgepopup top-k, per layer size and call: {top.answered} from the tracked "
+                f"bound, {top.full} full top-k, {top.raised} bounds raised"
+            )
 
     ipe = -(-1294 // cfg.train.batch_size) if cfg.data.name == "digits" else 391
     total = cfg.train.epochs * ipe

@@ -119,6 +119,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ckpt = rd.load_checkpoint() if resuming and unfinished else None
     if ckpt is not None:
         check_state(ckpt["model"], init, f"{rd.checkpoint_path}")
+        method.check_checkpoint(ckpt, ctx, f"{rd.checkpoint_path}")
 
     # ---- from here on, files are written ----
     rd.path.mkdir(parents=True, exist_ok=True)
@@ -190,6 +191,19 @@ def _fresh_init(cfg: DictConfig, data, key: int) -> dict[str, torch.Tensor]:
     return _cpu_state(model)
 
 
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """ValueError if a loaded per-parameter state tensor (a momentum buffer, say) has another
+    shape than its parameter: load_state_dict accepts it, the first step would fail."""
+    for group in optimizer.param_groups:
+        for i, p in enumerate(group["params"]):
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
+                    raise ValueError(
+                        f"optimizer state {key} of parameter {i} has shape "
+                        f"{tuple(value.shape)}, not {tuple(p.shape)}"
+                    )
+
+
 def _run_level(
     level: int,
     n_levels: int,
@@ -242,13 +256,22 @@ def _run_level(
         and ckpt["level"] == level
         and plan.segment.start < ckpt["step"] < plan.segment.end
     ):
+        # the model's and the scores' keys and shapes were checked before anything was written
         model.load_state_dict(ckpt["model"])
         if scores is not None:
             scores.load_state_dict(ckpt["scores"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            _check_optimizer_state(optimizer)
+        except (ValueError, KeyError) as e:  # not RuntimeError: out of memory is no mismatch
+            reason = " ".join(str(e).split())[:200]
+            raise UserError(
+                f"{rd.checkpoint_path} does not fit this run ({reason}); delete it to restart "
+                f"level {level}"
+            ) from None
         # the mask in force when the checkpoint was written (methods may change it mid-level)
         mask = Mask.from_state_dict(ckpt["mask"], plan.mask, str(rd.checkpoint_path))
         enforcer = MaskEnforcer(model, mask)
-        optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         cuda_states = ckpt["rng"].get("cuda") or []
         if torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():

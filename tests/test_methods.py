@@ -399,7 +399,9 @@ def test_edgepopup_keeps_the_top_fraction_of_scores_in_every_layer():
 
     weights = {"a": torch.randn(20, 30), "b": torch.randn(10, 20)}
     scores = ScoreMasks(weights, "topk", sparsity=0.7, generator=torch.Generator().manual_seed(0))
-    for s, m in zip(scores.scores, scores.eval_masks()):
+    layers = scores.layers(scores.scores.detach())
+    assert [s.shape for s in layers] == [w.shape for w in weights.values()]
+    for s, m in zip(layers, scores.eval_masks()):
         assert int(m.sum()) == round(0.3 * s.numel())
         assert s.abs()[m.bool()].min() >= s.abs()[~m.bool()].max()
 
@@ -415,7 +417,8 @@ def test_the_straight_through_gradient_reaches_the_scores_and_not_the_weights(ki
     scores = ScoreMasks(weights, kind, sparsity=0.5, generator=torch.Generator().manual_seed(1))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scores.forward_model(model.train(), torch.randn(32, 8)).pow(2).sum().backward()
-    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in scores.scores)
+    grads = scores.layers(scores.scores.grad)
+    assert len(grads) == 2 and all(g.abs().sum() > 0 for g in grads)  # every layer's scores
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -432,20 +435,21 @@ def test_the_fused_straight_through_gradient_equals_autograd_through_the_surroga
     x = torch.randn(32, 8)
     torch.manual_seed(1)  # the same Bernoulli draws in both passes
     scores.forward_model(model.train(), x).pow(2).sum().backward()
-    fused = [s.grad.clone() for s in scores.scores]
+    fused = scores.layers(scores.scores.grad.clone())
 
-    # the reference: the surrogate written out, differentiated by autograd
+    # the reference: the surrogate written out layer by layer, differentiated by autograd
     torch.manual_seed(1)
     effective = {}
-    for name, s, (m, _) in zip(scores.names, scores.scores, scores.train_masks()):
+    masks = scores.layers(scores.train_masks()[0])
+    scores.scores.grad = None
+    for name, s, m in zip(scores.names, scores.layers(scores.scores), masks):
         f = torch.sigmoid(s) if kind == "bernoulli" else s.abs()
-        scale = scores._scale(m)
+        scale = m.numel() / m.sum().clamp_min(1.0) if rescale else 1.0
         effective[name] = weights[name] * (m + f - f.detach()) * scale
-        s.grad = None
     torch.func.functional_call(model, effective, (x,)).pow(2).sum().backward()
-    for got, s in zip(fused, scores.scores):
+    for got, want in zip(fused, scores.layers(scores.scores.grad)):
         assert got.abs().sum() > 0
-        torch.testing.assert_close(got, s.grad)
+        torch.testing.assert_close(got, want)
 
 
 def test_large_init_large_final_ranks_only_the_live_weights():

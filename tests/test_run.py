@@ -157,6 +157,50 @@ def test_a_checkpoint_of_another_model_is_a_user_error(tmp_path):
         _run(tmp_path, "prune=dense")
 
 
+def _unfinished(run_dir: Path) -> dict:
+    """Level 0 of a finished one-level run, made to look interrupted mid-level: its checkpoint."""
+    (run_dir / "levels/level_00/metrics.json").unlink()
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    ckpt["step"] = 3  # mid-level: the resume loads it
+    return ckpt
+
+
+def test_a_checkpoint_with_per_layer_scores_is_refused_before_any_write(tmp_path):
+    """Checkpoints of edgepopup and supermask written before the scores became one flat
+    parameter held one tensor per layer: refused with a message, nothing written."""
+    _, run_dir = _run(tmp_path, "prune=edgepopup")
+    ckpt = _unfinished(run_dir)
+    flat = ckpt["scores"]["scores"]
+    assert flat.dim() == 1 and flat.numel() == sum(int(m.numel()) for m in ckpt["mask"].values())
+    ckpt["scores"] = {"scores.0": flat[:100], "scores.1": flat[100:]}
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="does not hold this run's scores.*one per layer"):
+        _run(tmp_path, "prune=edgepopup")
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_checkpoint_whose_optimizer_state_does_not_fit_is_a_user_error(tmp_path):
+    _, run_dir = _run(tmp_path, "prune=dense")
+    ckpt = _unfinished(run_dir)
+    ckpt["optimizer"]["param_groups"][0]["params"] = [0]  # one parameter, not the model's
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.raises(UserError, match="does not fit this run.*delete it to restart level 0"):
+        _run(tmp_path, "prune=dense")
+
+
+def test_a_checkpoint_with_a_momentum_buffer_of_another_shape_is_a_user_error(tmp_path):
+    _, run_dir = _run(tmp_path, "prune=dense")
+    ckpt = _unfinished(run_dir)
+    state = ckpt["optimizer"]["state"]
+    assert state, "SGD with momentum keeps a buffer per parameter"
+    first = min(state)
+    state[first]["momentum_buffer"] = torch.zeros(5)
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.raises(UserError, match="momentum_buffer of parameter 0 has shape \\(5,\\)"):
+        _run(tmp_path, "prune=dense")
+
+
 @pytest.mark.parametrize(
     "override,message",
     [

@@ -91,6 +91,11 @@ class Method(ABC):
         The default accepts everything; methods with step-valued settings override it."""
         return None
 
+    def check_checkpoint(self, ckpt: dict, ctx: Context, what: str) -> None:
+        """Raise UserError if the mid-level checkpoint `ckpt` holds state of this method that
+        does not fit the run (checked before anything is written). The default has none."""
+        return None
+
     def dense_level(self, ctx: Context, snapshots: dict[str, int] | None = None) -> LevelPlan:
         """The plain first level: every weight alive, from initialisation, the whole schedule."""
         return LevelPlan(

@@ -40,6 +40,9 @@ class _LearntMask(Method):
                 f"prune={self.cfg.name} learns one score per weight; use granularity=unstructured"
             )
 
+    def check_checkpoint(self, ckpt: dict, ctx: Context, what: str) -> None:
+        ScoreMasks.check_state(ckpt.get("scores"), ctx.prunable_count, what)
+
     def frozen_weights(self, ctx: Context) -> dict[str, torch.Tensor]:
         gen = ctx.generator(_WEIGHTS)
         out = dict(ctx.init)

@@ -2,80 +2,159 @@
 
 A full top-k of half of each layer's scores is most of edge-popup's cost per step on a CPU, yet
 from one step to the next only a few scores cross the cut: on the embedded default at most 27
-per layer. `TrackedTopK` keeps, for each row, a bracket [lo, hi] of values around the previous
-cut, about `margin` entries wide on each side. Next call, the entries above `hi` are kept for
-sure, and the cut is found among the few inside the bracket by a top-k of about `margin`
-entries. When the bracket no longer holds the cut (more than `margin` entries crossed it) or the
-cut falls on a tie, the call falls back to the full top-k and rebuilds the bracket. Either way
-the mask is exactly that of `torch.topk`: the k largest entries of each row, ties broken as
-`torch.topk` breaks them.
+per layer. `TrackedTopK` keeps, for each row, a bound `hi` about `margin` ranks above the
+previous cut. Next call, the entries above `hi` are kept for sure, and the cut is found among
+the largest entries at or below `hi` by a top-k of about `margin` + (entries that crossed)
+values. The bound then moves to `margin` ranks above the new cut: found among those same values
+when the cut fell, and among the smallest entries above the old bound when the cut rose to
+within `margin / 2` ranks of it. When the entries above the bound number k or more (the cut
+rose past it) or leave more than 4 `margin` to find below it, when the cut falls on a tie, or
+when a row holds NaN or an infinity, that group falls back to the full top-k, which rebuilds
+its bound. Either way the mask is exactly that of `torch.topk`: the k largest entries of each
+row, ties broken as `torch.topk` breaks them.
+
+One tracker serves several groups of rows at once (a model's layers, grouped by size), so the
+per-row bookkeeping is a handful of operations for the whole model rather than per layer; and
+every pass over the entries writes float 0/1, never bool, since on CPUs torch's bool
+comparisons, masked_fill and where are several times slower than float arithmetic.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 
+def _fill(dtype: torch.dtype) -> float:
+    """Below every value: the entries above `hi` become this before the top-k of those below.
+    Finite, so that 0 · fill is 0 (an infinity would make it NaN)."""
+    return -torch.finfo(dtype).max
+
+
 class TrackedTopK:
-    """Float 0/1 masks keeping the `k` largest entries of each row of a (rows, n) tensor."""
+    """Float 0/1 masks keeping the `ks[g]` largest entries of each row of group g, a (rows, n_g)
+    tensor, for groups of rows given together at every call. Counters, per group and call:
+    `answered` from the bound, `full` by the full top-k, `raised` bounds found above the old
+    one (the cut rose to `raise_at` ranks of it)."""
 
-    def __init__(self, k: int, margin: int = 32) -> None:
-        assert k >= 1 and margin >= 1
-        self.k, self.margin = k, margin
-        self.lo: Tensor | None = None  # (rows, 1): the bracket around the last cut
-        self.hi: Tensor | None = None
+    def __init__(self, ks: Sequence[int], margin: int = 32) -> None:
+        assert all(k >= 1 for k in ks) and margin >= 1
+        self.ks, self.margin = list(ks), margin
+        self.hi: list[Optional[Tensor]] = [None] * len(self.ks)  # per group, (rows, 1)
+        self._shapes: Optional[tuple] = None  # the groups' shapes when the bracket was built
+        self.answered = self.full = self.raised = 0
+        self.raise_at = margin // 2
 
-    def __call__(self, a: Tensor) -> Tensor:
-        assert a.dim() == 2 and self.k <= a.shape[1]
-        if self.k == a.shape[1]:
-            return torch.ones_like(a)
+    def __call__(self, groups: Sequence[Tensor], out: Optional[Sequence[Tensor]] = None):
+        """The masks of `groups`, written into `out` (float tensors of the same shapes) when
+        given; returns them."""
+        assert len(groups) == len(self.ks)
+        for a, k in zip(groups, self.ks):
+            assert a.dim() == 2 and 1 <= k <= a.shape[1], (tuple(a.shape), k)
+        masks = list(out) if out is not None else [torch.empty_like(a) for a in groups]
+        ranked = []  # the groups keeping fewer than all their entries
+        for g, (a, k, m) in enumerate(zip(groups, self.ks, masks)):
+            if k == a.shape[1]:
+                m.fill_(1.0)
+            else:
+                ranked.append(g)
         # On a GPU the full top-k is cheap and the tracked path's checks would wait on the device.
-        track = a.device.type == "cpu"
-        if track and self.lo is not None and self.lo.shape[0] == a.shape[0]:
-            mask = self._tracked(a)
-            if mask is not None:
-                return mask
-        return self._full(a, track)
-
-    def _full(self, a: Tensor, track: bool = True) -> Tensor:
-        """torch.topk, and the bracket: the values `margin` ranks above and below the cut."""
-        k, n, margin = self.k, a.shape[1], self.margin
-        top = a.topk(k, dim=1, sorted=False)
-        mask = torch.zeros_like(a).scatter_(1, top.indices, 1.0)
-        if not track:
-            return mask
-        if k > margin:  # the (margin + 1)-th smallest kept value: rank k - margin
-            self.hi = top.values.kthvalue(margin + 1, dim=1, keepdim=True).values
+        track = all(a.device.type == "cpu" for a in groups)
+        shapes = tuple(a.shape for a in groups)
+        if track and self._shapes == shapes:
+            ranked = self._tracked(groups, masks, ranked)
         else:
-            self.hi = top.values.amax(dim=1, keepdim=True)
-        rest = a.masked_fill(mask.bool(), float("-inf"))
-        below = min(margin, n - k)  # the largest values left out, down to rank k + margin
-        self.lo = rest.topk(below, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
-        return mask
+            self.hi = [None] * len(self.ks)
+        for g in ranked:
+            self.hi[g] = self._full(groups[g], self.ks[g], masks[g], track)
+            self.full += 1
+        self._shapes = shapes if track else None
+        return masks
 
-    def _tracked(self, a: Tensor) -> Tensor | None:
-        """The mask from the entries inside the bracket; None where they cannot give it."""
-        assert self.lo is not None and self.hi is not None
-        if bool(a.isnan().any()):
-            return None  # torch.topk ranks NaN highest; comparisons cannot
-        above = a > self.hi  # kept whatever the cut
-        band = (a >= self.lo) & ~above
-        need = self.k - above.sum(dim=1, keepdim=True)  # to take from the band, largest first
-        in_band = band.sum(dim=1, keepdim=True)
-        if not bool(((need >= 1) & (need <= in_band) & (need <= 4 * self.margin)).all()):
+    def _full(self, a: Tensor, k: int, mask: Tensor, track: bool) -> Optional[Tensor]:
+        """torch.topk into `mask`; returns the bracket: the value `margin` ranks above the cut."""
+        top = a.topk(k, dim=1, sorted=False)
+        mask.zero_().scatter_(1, top.indices, 1.0)
+        if not track:
             return None
-        width = int(torch.minimum(need + self.margin, in_band).max())
-        top = a.masked_fill(~band, float("-inf")).topk(width, dim=1).values  # descending
-        cut = top.gather(1, need - 1)
-        after = top.gather(1, need.clamp(max=width - 1))  # the next value down, inside the band
-        if bool(((after == cut) & (need < in_band)).any()):
-            return None  # a tie at the cut: torch.topk decides which entries stay
-        # New bracket: `margin` ranks either side of the cut where the band reaches that far,
-        # else the old bound.
-        up = need - 1 - self.margin
-        self.hi = torch.where(up >= 0, top.gather(1, up.clamp(min=0)), self.hi)
-        down = need - 1 + self.margin
-        reach = down < in_band.clamp(max=width)
-        self.lo = torch.where(reach, top.gather(1, down.clamp(max=width - 1)), self.lo)
-        return (a >= cut).to(a.dtype)
+        if k > self.margin:  # the (margin + 1)-th smallest kept value
+            return top.values.kthvalue(self.margin + 1, dim=1, keepdim=True).values
+        return top.values.amax(dim=1, keepdim=True)
+
+    def _tracked(self, groups: Sequence[Tensor], masks: list[Tensor], ranked: list[int]):
+        """The masks of the groups `ranked` from the entries just below their bound, where these
+        give them; returns the groups they could not."""
+        if not ranked:
+            return []
+        below, need, finite = [], [], []
+        for g in ranked:
+            a, hi = groups[g], self.hi[g]
+            assert hi is not None
+            b = torch.le(a, hi, out=torch.empty_like(a))  # 0 where kept whatever the cut
+            below.append(b)
+            # counts exact however many entries a row has, whatever the dtype of the entries:
+            # float32 sums are up to 2^24 (float16's only to 2048)
+            exact = torch.float64 if a.shape[1] >= 2**24 else torch.float32
+            n_below = b.sum(1, keepdim=True, dtype=exact).double()
+            need.append(n_below + (self.ks[g] - a.shape[1]))  # k - (entries above hi)
+            finite.append(a.sum(1, keepdim=True).isfinite())  # no NaN, no infinity in the row
+        # torch.topk ranks NaN highest, comparisons cannot; inf · 0 would make NaN below
+        rows = [groups[g].shape[0] for g in ranked]
+        need_t = torch.cat(need)
+        ok = (need_t >= 1) & (need_t <= 4 * self.margin) & torch.cat(finite)
+        flags = torch.cat([ok.double(), need_t], dim=1).tolist()  # (ok, need) per row
+        answer, width, at = [], 0, 0  # the groups all of whose rows can be answered
+        for i, r in enumerate(rows):
+            if all(f[0] for f in flags[at : at + r]):
+                answer.append(i)
+                width = max(width, int(max(f[1] for f in flags[at : at + r])) + self.margin)
+            at += r
+        tops = []
+        for i in answer:
+            a, b = groups[ranked[i]], below[i]
+            fill = _fill(a.dtype)
+            c = torch.addcmul(b.sub(1.0).mul_(-fill), a, b)  # entries <= hi, the rest fill
+            top = c.topk(min(width, a.shape[1]), dim=1).values  # largest first
+            if top.shape[1] < width:
+                top = torch.nn.functional.pad(top, (0, width - top.shape[1]), value=fill)
+            tops.append(top)
+        left = [g for i, g in enumerate(ranked) if i not in answer]
+        if not answer:
+            return left
+        # need <= (entries <= hi) - 1, since k < n: the need-th value and the next are real
+        top, n = torch.cat(tops), torch.cat([need[i] for i in answer]).long()
+        cut = top.gather(1, n - 1)
+        # the new bound: `margin` ranks above the cut, where that is below the old one; where
+        # the cut came within half a margin of the old bound, it is found above (_raise)
+        up = n - 1 - self.margin
+        old = torch.cat([self.hi[ranked[i]] for i in answer])
+        hi = torch.where(up >= 0, top.gather(1, up.clamp(min=0)), old)
+        tie = top.gather(1, n) == cut
+        flags = torch.cat([tie, n <= self.raise_at], dim=1).tolist()  # per row
+        at = 0
+        for i in answer:
+            g, r = ranked[i], rows[i]
+            if any(f[0] for f in flags[at : at + r]):  # a tie at the cut: torch.topk decides
+                left.append(g)
+            else:
+                torch.ge(groups[g], cut[at : at + r], out=masks[g])
+                self.hi[g] = hi_g = hi[at : at + r]
+                if self.ks[g] > self.margin and any(f[1] for f in flags[at : at + r]):
+                    self.raised += 1
+                    raised = self._raise(groups[g], below[i], n[at : at + r])
+                    self.hi[g] = torch.where(n[at : at + r] <= self.raise_at, raised, hi_g)
+                self.answered += 1
+            at += r
+        return left
+
+    def _raise(self, a: Tensor, below: Tensor, need: Tensor) -> Tensor:
+        """The bound `margin` ranks above the cut when the cut has risen close to the old bound
+        (`need`, taken from below it, at most margin): the (margin - need + 1)-th smallest of
+        the k - need entries above the old bound, which exist since k > margin."""
+        fill = -_fill(a.dtype)  # the largest finite value, for the entries at or below
+        c = torch.addcmul(below * fill, a, 1.0 - below)
+        low = c.topk(self.margin, dim=1, largest=False).values  # smallest first
+        return low.gather(1, (self.margin - need).clamp(min=0))
