@@ -191,17 +191,25 @@ def _fresh_init(cfg: DictConfig, data, key: int) -> dict[str, torch.Tensor]:
     return _cpu_state(model)
 
 
-def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """ValueError if a loaded per-parameter state tensor (a momentum buffer, say) has another
-    shape than its parameter: load_state_dict accepts it, the first step would fail."""
-    for group in optimizer.param_groups:
-        for i, p in enumerate(group["params"]):
-            for key, value in optimizer.state.get(p, {}).items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
-                    raise ValueError(
-                        f"optimizer state {key} of parameter {i} has shape "
-                        f"{tuple(value.shape)}, not {tuple(p.shape)}"
-                    )
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: Any, path: Any, remedy: str) -> None:
+    """Load a saved optimizer state; a UserError naming `path` and `remedy` if it does not fit:
+    other parameter groups or counts, or a per-parameter state tensor (a momentum buffer, say)
+    of another shape than its parameter, which load_state_dict accepts and the first step
+    would fail on. RuntimeError is not caught: running out of memory is no mismatch."""
+    try:
+        optimizer.load_state_dict(state)
+        for group in optimizer.param_groups:
+            for i, p in enumerate(group["params"]):
+                for key, value in optimizer.state.get(p, {}).items():
+                    shaped = isinstance(value, torch.Tensor) and value.dim() > 0
+                    if shaped and value.shape != p.shape:
+                        raise ValueError(
+                            f"optimizer state {key} of parameter {i} has shape "
+                            f"{tuple(value.shape)}, not {tuple(p.shape)}"
+                        )
+    except (ValueError, KeyError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise UserError(f"{path} does not fit this run's optimizer ({reason}); {remedy}") from None
 
 
 def _run_level(
@@ -242,14 +250,12 @@ def _run_level(
     enforcer = MaskEnforcer(model, mask)
     if plan.continue_optimizer:  # (a checkpoint of this level, below, supersedes it)
         assert level > 0
-        state = rd.load_optimizer(level - 1)
-        try:
-            optimizer.load_state_dict(state)
-        except (ValueError, KeyError) as e:
-            raise UserError(
-                f"{rd.optimizer_path(level - 1)} does not fit this run's optimizer ({e}); "
-                f"delete level {level - 1}'s folder to re-run it"
-            ) from None
+        _load_optimizer(
+            optimizer,
+            rd.load_optimizer(level - 1),
+            rd.optimizer_path(level - 1),
+            f"delete level {level - 1}'s folder to re-run it",
+        )
     resume_from = None
     if (
         ckpt is not None
@@ -260,15 +266,9 @@ def _run_level(
         model.load_state_dict(ckpt["model"])
         if scores is not None:
             scores.load_state_dict(ckpt["scores"])
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            _check_optimizer_state(optimizer)
-        except (ValueError, KeyError) as e:  # not RuntimeError: out of memory is no mismatch
-            reason = " ".join(str(e).split())[:200]
-            raise UserError(
-                f"{rd.checkpoint_path} does not fit this run ({reason}); delete it to restart "
-                f"level {level}"
-            ) from None
+        _load_optimizer(
+            optimizer, ckpt["optimizer"], rd.checkpoint_path, f"delete it to restart level {level}"
+        )
         # the mask in force when the checkpoint was written (methods may change it mid-level)
         mask = Mask.from_state_dict(ckpt["mask"], plan.mask, str(rd.checkpoint_path))
         enforcer = MaskEnforcer(model, mask)

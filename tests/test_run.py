@@ -21,6 +21,11 @@ def _run(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, Path
     return run(cfg, run_dir), run_dir
 
 
+def _files(run_dir: Path) -> dict[Path, bytes]:
+    """Every file under `run_dir` with its bytes: what "nothing written" compares."""
+    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
 def _plain_model(run_dir: Path) -> torch.nn.Module:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     from sparsify.config import ModelConfig
@@ -131,20 +136,20 @@ def test_rerun_in_the_same_directory_skips_finished_levels(tmp_path):
 
 def test_a_different_config_in_an_existing_run_directory_is_refused(tmp_path):
     _, run_dir = _run(tmp_path, "prune.levels=1")
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    before = _files(run_dir)
     with pytest.raises(UserError, match="different config.*prune.rate"):
         _run(tmp_path, "prune.levels=1", "prune.rate=0.5")
-    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    assert _files(run_dir) == before
 
 
 def test_a_corrupt_checkpoint_is_a_user_error_and_nothing_is_written(tmp_path):
     _, run_dir = _run(tmp_path, "prune=dense")
     (run_dir / "levels/level_00/metrics.json").unlink()  # pretend level 0 is unfinished
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    before = _files(run_dir)
     with pytest.raises(UserError, match="checkpoint.*corrupt"):
         _run(tmp_path, "prune=dense")
-    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    assert _files(run_dir) == before
 
 
 def test_a_checkpoint_of_another_model_is_a_user_error(tmp_path):
@@ -174,10 +179,10 @@ def test_a_checkpoint_with_per_layer_scores_is_refused_before_any_write(tmp_path
     assert flat.dim() == 1 and flat.numel() == sum(int(m.numel()) for m in ckpt["mask"].values())
     ckpt["scores"] = {"scores.0": flat[:100], "scores.1": flat[100:]}
     torch.save(ckpt, run_dir / "checkpoint.pt")
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    before = _files(run_dir)
     with pytest.raises(UserError, match="does not hold this run's scores.*one per layer"):
         _run(tmp_path, "prune=edgepopup")
-    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    assert _files(run_dir) == before
 
 
 def test_a_checkpoint_whose_optimizer_state_does_not_fit_is_a_user_error(tmp_path):

@@ -209,7 +209,10 @@ class ScoreMasks(nn.Module):
             flat = _MaskedWeight.apply(self.scores, w, m, dm_ds, self._scale(m))
         else:
             m = self._eval_mask()
-            flat = w * m * self._scale(m)
+            flat = w * m
+            scale = self._scale(m)
+            if isinstance(scale, Tensor):  # no pass for a scale of 1
+                flat = flat * scale
         return dict(zip(self.names, self.layers(flat)))
 
     def forward_model(self, model: nn.Module, x: Tensor) -> Tensor:
