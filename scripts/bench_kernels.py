@@ -229,7 +229,7 @@ def bench_model(args, device, dtype, ms) -> dict:
     from sparsify.config import ModelConfig
     from sparsify.models import build_model
     from sparsify.sparsity import Mask, prunable_weights, prune_mask
-    from sparsify.sparsity.scoring import magnitude_scores
+    from sparsify.sparsity.criteria import magnitude_scores
 
     name, classes, channels, size, batch = (
         ("conv2", 10, 3, 8, 2) if args.smoke else ("resnet50", 1000, 3, 224, args.model_batch)

@@ -28,8 +28,8 @@ from sparsify.compose import compose
 from sparsify.methods import METHODS
 from sparsify.methods.base import prune_by
 from sparsify.sparsity import Mask
-from sparsify.sparsity.scoring import magnitude_scores
-from sparsify.sparsity.supermask import ScoreMasks
+from sparsify.sparsity.criteria import magnitude_scores
+from sparsify.sparsity.score_masks import ScoreMasks
 
 
 def prunes_per_level(method: str, cfg, ipe: int, total: int) -> tuple[int, int]:

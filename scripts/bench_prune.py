@@ -16,7 +16,7 @@ import torch
 from sparsify.config import ModelConfig
 from sparsify.models import build_model
 from sparsify.sparsity import Mask, prunable_weights, prune_mask
-from sparsify.sparsity.scoring import magnitude_scores
+from sparsify.sparsity.criteria import magnitude_scores
 
 
 def reference_global_prune(

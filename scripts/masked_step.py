@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sparsify.config import ModelConfig
 from sparsify.models import build_model
 from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, prune_mask
-from sparsify.sparsity.scoring import magnitude_scores
+from sparsify.sparsity.criteria import magnitude_scores
 
 
 class MaskedStep:

@@ -8,33 +8,9 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
-
-def _config_dir() -> str:
-    """conf/ inside an installed package, else beside the package in a checkout (absolute)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise SystemExit("sparsify: error: cannot find the conf/ folder of configs")
-
-
-def _run_name(*, _root_: DictConfig) -> str:
-    """Resolver behind hydra.run.dir: the run's name, from everything but the hydra node."""
-    from sparsify.rundir import run_name
-
-    config = {}
-    for key in _root_:
-        if key == "hydra":
-            continue
-        value = _root_[key]
-        config[key] = (
-            OmegaConf.to_container(value, resolve=True)
-            if isinstance(value, (DictConfig, ListConfig))
-            else value
-        )
-    return run_name(config)
+from sparsify.compose import config_dir, register
 
 
 def _remove_if_empty(run_dir: Path) -> None:
@@ -49,7 +25,7 @@ def _remove_if_empty(run_dir: Path) -> None:
         path = path.parent
 
 
-@hydra.main(version_base="1.3", config_path=_config_dir(), config_name="config")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -70,14 +46,11 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     from sparsify.allocator import keep_freed_memory
-    from sparsify.config import register_configs
 
     allocator = keep_freed_memory()  # before training allocates: see sparsify/allocator.py
     if allocator.startswith(("partly", "unchanged: mallopt")):
         print(f"sparsify: warning: glibc malloc settings {allocator}", file=sys.stderr)
-    register_configs()
-    if not OmegaConf.has_resolver("sparsify_run_name"):
-        OmegaConf.register_new_resolver("sparsify_run_name", _run_name)
+    register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     try:
         _main()

@@ -19,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from sparsify.backend import evaluate_level
 from sparsify.data import build_data
 from sparsify.data.base import DataBundle
-from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.errors import UserError
 from sparsify.io import remove_stale_temporaries, save_json, save_torch
 from sparsify.methods import METHODS, Context, LevelPlan, Method
 from sparsify.models import build_model
 from sparsify.report import write_report
 from sparsify.rundir import RunDir, check_state, config_hash, run_name
+from sparsify.seeding import FRESH_INIT, METHOD_STREAM, seeded_generator
 from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, sparsity_stats
 from sparsify.tracking import Tracker
 from sparsify.training.loop import Hooks, MaskChange, train_segment
@@ -184,7 +184,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def _fresh_init(cfg: DictConfig, data, key: int) -> dict[str, torch.Tensor]:
     """Another initialisation of the same model (for prune.restart=reinit), seeded by (seed, key),
     without touching the global RNG that training draws from."""
-    seed = seeded_generator(METHOD_STREAM, cfg.seed, 1000, key).initial_seed()
+    seed = seeded_generator(METHOD_STREAM, cfg.seed, FRESH_INIT, key).initial_seed()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)

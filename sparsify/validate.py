@@ -21,7 +21,7 @@ from sparsify.registry import Registry
 from sparsify.sparsity import ALLOCATIONS
 from sparsify.sparsity.criteria import CRITERIA
 from sparsify.sparsity.granularity import GRANULARITIES
-from sparsify.sparsity.supermask import EVAL_MASKS
+from sparsify.sparsity.score_masks import EVAL_MASKS
 from sparsify.tracking import LOGGERS, WANDB_MODES
 from sparsify.training.optim import OPTIMIZERS, SCHEDULES
 from sparsify.training.steps import check_step

@@ -7,7 +7,7 @@ import torch
 
 from sparsify.errors import UserError
 from sparsify.sparsity import GRANULARITIES, Mask, prune_mask, sparsity_stats
-from sparsify.sparsity.scoring import magnitude_scores
+from sparsify.sparsity.criteria import magnitude_scores
 
 
 def _weights(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -395,7 +395,7 @@ def test_learnt_masks_never_change_the_weights(tmp_path, method):
 
 
 def test_edgepopup_keeps_the_top_fraction_of_scores_in_every_layer():
-    from sparsify.sparsity.supermask import ScoreMasks
+    from sparsify.sparsity.score_masks import ScoreMasks
 
     weights = {"a": torch.randn(20, 30), "b": torch.randn(10, 20)}
     scores = ScoreMasks(weights, "topk", sparsity=0.7, generator=torch.Generator().manual_seed(0))
@@ -408,7 +408,7 @@ def test_edgepopup_keeps_the_top_fraction_of_scores_in_every_layer():
 
 @pytest.mark.parametrize("kind", ["bernoulli", "topk"])
 def test_the_straight_through_gradient_reaches_the_scores_and_not_the_weights(kind):
-    from sparsify.sparsity.supermask import ScoreMasks
+    from sparsify.sparsity.score_masks import ScoreMasks
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
@@ -425,7 +425,7 @@ def test_the_straight_through_gradient_reaches_the_scores_and_not_the_weights(ki
 @pytest.mark.parametrize("rescale", [False, True])
 @pytest.mark.parametrize("kind", ["bernoulli", "topk"])
 def test_the_fused_straight_through_gradient_equals_autograd_through_the_surrogate(kind, rescale):
-    from sparsify.sparsity.supermask import ScoreMasks
+    from sparsify.sparsity.score_masks import ScoreMasks
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))

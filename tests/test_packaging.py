@@ -87,7 +87,7 @@ def test_installed_wheel_runs_from_any_directory(wheel, tmp_path):
         [
             python,
             "-c",
-            "import sparsify, sparsify.kernels, sparsify.__main__ as m; print(sparsify.__file__); print(m._config_dir())",
+            "import sparsify, sparsify.kernels, sparsify.compose as m; print(sparsify.__file__); print(m.config_dir())",
         ],
         cwd=elsewhere,
         check=True,

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sparsify.sparsity.supermask import ScoreMasks
+from sparsify.sparsity.score_masks import ScoreMasks
 
 
 def _model() -> torch.nn.Module:

@@ -9,7 +9,7 @@ from torch import nn
 from sparsify.errors import UserError
 from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, prune_mask, sparsity_stats
 from sparsify.sparsity.allocation import erk_densities
-from sparsify.sparsity.scoring import magnitude_scores
+from sparsify.sparsity.criteria import magnitude_scores
 from sparsify.sparsity.select import kth_smallest
 
 

@@ -32,16 +32,10 @@ from torchvision.datasets import ImageFolder
 
 from sparsify.config import DataConfig
 from sparsify.data.base import DATASETS, DataBundle
-from sparsify.data.sampling import (
-    ORDER_STREAM,
-    SAMPLE_SEED_STREAM,
-    batches_per_epoch,
-    epoch_order,
-    seeded_generator,
-    stratified_split,
-)
+from sparsify.data.sampling import batches_per_epoch, epoch_order, stratified_split
 from sparsify.data.transforms import IMAGENET_STATS
 from sparsify.errors import UserError
+from sparsify.seeding import ORDER_STREAM, SAMPLE_SEED_STREAM, seeded_generator
 
 DEFAULT_SIZE = 224
 NO_SEED = -1  # sample seed of evaluation samples: their transform draws nothing

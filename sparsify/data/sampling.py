@@ -1,38 +1,16 @@
 """Seeded index selection: which samples form a split, and in which order an epoch visits them.
 
-Every random choice in the data package comes from a `torch.Generator` seeded by a tuple of
-integers (a stream tag, the seed, the epoch, ...), never from global RNG state, so the same tuple
-gives the same draws in any process, whatever ran before, and a resumed run can recompute them.
+Every random choice in the data package comes from a generator of sparsify/seeding.py, seeded by a
+tuple of integers (a stream tag, the seed, the epoch, ...), never from global RNG state.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from sparsify.errors import UserError
-
-# Stream tags keep the draws of different purposes independent even when seed and epoch match.
-ORDER_STREAM = 0  # (seed, epoch): the shuffle order of a training epoch
-AUGMENT_STREAM = 1  # (seed, epoch, batch): the augmentation draws of one batch
-SPLIT_STREAM = 2  # (split_seed, ...): which samples are held out
-SAMPLE_SEED_STREAM = 3  # (seed, epoch): per-sample seeds of file-backed augmentation
-SYNTHETIC_STREAM = 4  # (split_seed, ...): the generated synthetic dataset
-METHOD_STREAM = 5  # (seed, ...): pruning methods' own draws (random masks, reshuffles)
-
-
-def seeded_generator(*keys: int) -> torch.Generator:
-    """A CPU generator whose state depends on every integer in `keys` (any sign, any size).
-
-    numpy's SeedSequence mixes the keys so that nearby tuples, e.g. (0, 1, 2) and (0, 2, 1), give
-    unrelated streams; a plain arithmetic combination would let them collide.
-    """
-    entropy = [int(k) % 2**64 for k in keys]
-    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint64)
-    gen = torch.Generator()
-    gen.manual_seed(int(state[0]) >> 1)  # 63 bits: manual_seed accepts any value in int64 range
-    return gen
+from sparsify.seeding import ORDER_STREAM, SPLIT_STREAM, seeded_generator
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:

@@ -10,10 +10,11 @@ import torch
 
 from sparsify.config import DataConfig
 from sparsify.data.base import DATASETS, DataBundle
-from sparsify.data.sampling import SYNTHETIC_STREAM, seeded_generator, stratified_split
+from sparsify.data.sampling import stratified_split
 from sparsify.data.tensor_loader import tensor_bundle
 from sparsify.data.transforms import Stats, resize_images
 from sparsify.errors import UserError
+from sparsify.seeding import SYNTHETIC_STREAM, seeded_generator
 
 DEFAULT_SIZE = 8
 TEST_FRACTION = 0.2

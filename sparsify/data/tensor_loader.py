@@ -14,14 +14,9 @@ from torch import Tensor
 
 from sparsify.config import DataConfig
 from sparsify.data.base import DataBundle
-from sparsify.data.sampling import (
-    AUGMENT_STREAM,
-    batches_per_epoch,
-    epoch_order,
-    seeded_generator,
-    stratified_split,
-)
+from sparsify.data.sampling import batches_per_epoch, epoch_order, stratified_split
 from sparsify.data.transforms import BatchAugment, Normalize, Stats
+from sparsify.seeding import AUGMENT_STREAM, seeded_generator
 
 
 class TensorLoader:

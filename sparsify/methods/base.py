@@ -13,12 +13,12 @@ import torch
 from torch import Tensor
 
 from sparsify.config import PruneConfig
-from sparsify.data.sampling import METHOD_STREAM, seeded_generator
 from sparsify.errors import UserError
 from sparsify.registry import Registry
+from sparsify.seeding import METHOD_STREAM, seeded_generator
 from sparsify.sparsity.allocation import prune_mask
 from sparsify.sparsity.mask import Mask
-from sparsify.sparsity.supermask import ScoreMasks
+from sparsify.sparsity.score_masks import ScoreMasks
 from sparsify.training.loop import Segment
 from sparsify.training.optim import LRSchedule
 from sparsify.training.steps import to_iterations

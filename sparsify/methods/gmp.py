@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sparsify.errors import UserError
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method, prune_by
-from sparsify.sparsity.scoring import magnitude_scores
+from sparsify.sparsity.criteria import magnitude_scores
 from sparsify.training.loop import MaskChange, Segment
 
 

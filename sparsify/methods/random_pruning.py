@@ -13,9 +13,8 @@ import torch
 from sparsify.errors import UserError
 from sparsify.methods.base import METHODS, Context
 from sparsify.methods.retraining import Retraining
+from sparsify.seeding import RANDOM_PRUNING_DRAWS
 from sparsify.sparsity.mask import Mask
-
-_DRAWS = 4
 
 
 @METHODS.register("random")
@@ -32,7 +31,7 @@ class RandomPruning(Retraining):
     def next_mask(self, level: int, ctx: Context) -> Mask:
         reference = super().next_mask(level, ctx)
         previous = ctx.mask(level - 1)
-        gen = ctx.generator(_DRAWS, level)
+        gen = ctx.generator(RANDOM_PRUNING_DRAWS, level)
         out = {}
         for name, ref in reference.items():
             alive = previous[name].reshape(-1).nonzero().flatten()

@@ -23,12 +23,12 @@ from typing import ClassVar
 from sparsify.errors import UserError
 from sparsify.methods.base import Context, LevelPlan, Method, prune_by
 from sparsify.methods.restart import restart_weights
+from sparsify.seeding import MASK_DRAWS, RESTART_DRAWS
 from sparsify.sparsity.criteria import criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
 
 SIGNED = ("small_final", "magnitude_increase")  # scores that can be negative
-_MASK_DRAWS, _RESTART_DRAWS = 1, 2  # keys of the methods' random streams
 
 
 class Retraining(Method):
@@ -90,7 +90,7 @@ class Retraining(Method):
             self.cfg.criterion,
             ctx.prunable_part(ctx.init),
             final,
-            ctx.generator(_MASK_DRAWS, level),
+            ctx.generator(MASK_DRAWS, level),
             mask=previous,
         )
         return prune_by(self.cfg, scores, previous, self.target_sparsity(level))
@@ -109,7 +109,7 @@ class Retraining(Method):
                 return ctx.fresh_init(level)
 
             weights = restart_weights(
-                self.cfg.restart, start, mask, ctx.init, fresh, ctx.generator(_RESTART_DRAWS, level)
+                self.cfg.restart, start, mask, ctx.init, fresh, ctx.generator(RESTART_DRAWS, level)
             )
             return LevelPlan(mask, weights, Segment(k, ctx.total))
         previous = ctx.final(level - 1)

@@ -9,7 +9,7 @@ dynamic weight rescaling (`prune.rescale`), and evaluates the expected mask (sig
 one seeded sample (`prune.eval_mask`); `edgepopup` keeps the top (1 − `prune.sparsity`) of
 |score| in every layer. One level; at its end the model holds the initial weights times the
 mask used, so final.pt is a plain state_dict and the sparsity is counted from it. See
-sparsity/supermask.py.
+sparsity/score_masks.py.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import torch
 
 from sparsify.errors import UserError
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method
-from sparsify.sparsity.supermask import ScoreMasks
+from sparsify.seeding import FROZEN_WEIGHTS, SCORE_INIT
+from sparsify.sparsity.score_masks import ScoreMasks
 from sparsify.training.loop import Segment
 
 WEIGHT_INITS = ("kaiming_normal", "signed_kaiming_constant")
-_WEIGHTS, _SCORES = 11, 12  # keys of the method's random streams
 
 
 class _LearntMask(Method):
@@ -44,7 +44,7 @@ class _LearntMask(Method):
         ScoreMasks.check_state(ckpt.get("scores"), ctx.prunable_count, what)
 
     def frozen_weights(self, ctx: Context) -> dict[str, torch.Tensor]:
-        gen = ctx.generator(_WEIGHTS)
+        gen = ctx.generator(FROZEN_WEIGHTS)
         out = dict(ctx.init)
         for name in ctx.prunable:
             w = ctx.init[name]
@@ -64,7 +64,7 @@ class _LearntMask(Method):
             sparsity=self.cfg.sparsity,
             rescale=self.cfg.rescale,
             eval_mask=self.cfg.eval_mask,
-            generator=ctx.generator(_SCORES),
+            generator=ctx.generator(SCORE_INIT),
         )
         segment = Segment(0, ctx.total, forward=scores.forward_model)
         return LevelPlan(ctx.dense_mask(), weights, segment, scores=scores)

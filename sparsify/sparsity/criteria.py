@@ -42,6 +42,12 @@ def _rank(x: Tensor, alive: Tensor | None = None) -> Tensor:
     return ranks.view_as(x)
 
 
+def magnitude_scores(weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """|w| per weight, float32 on the CPU: criterion `large_final` of the weights `weights`, the
+    score of magnitude pruning (gmp, acdc) and of lottery tickets."""
+    return {name: w.detach().abs().float().cpu() for name, w in weights.items()}
+
+
 def criterion_scores(
     criterion: str,
     init: Mapping[str, Tensor],

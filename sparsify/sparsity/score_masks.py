@@ -36,8 +36,7 @@ class ScoreMasks(nn.Module):
     All the scores are one flat parameter, the layers' scores in turn (grouped by size, in the
     order of `names` within a size), and so are the masks, the frozen weights and every
     quantity of a step: the mask work of a step is a few operations over the whole model, not a
-    dozen per layer. On a ResNet-20 (22 layers, 270k weights) the per-layer version spent most of
-    its time in per-operation overhead, not arithmetic."""
+    dozen per layer, whose per-operation overhead dominated (docs/performance.md)."""
 
     def __init__(
         self,
@@ -94,7 +93,7 @@ class ScoreMasks(nn.Module):
         ):
             raise UserError(
                 f"{what} does not hold this run's scores (one flat tensor of {total} values; "
-                "sparsify before 2026-11-21 wrote one per layer); delete it to restart the level"
+                "older versions of sparsify wrote one per layer); delete it to restart the level"
             )
 
     def layers(self, flat: Tensor) -> list[Tensor]:
@@ -167,8 +166,8 @@ class ScoreMasks(nn.Module):
         again whenever a weight is replaced or changed in place: the cache holds an alias of
         each weight (so no replaced storage's address can be reused) and the version counter
         each had. Writes through `.data` bypass version counters, as they bypass autograd's
-        own checks, and are not seen; sparsify makes none to the frozen weights. Copying at
-        every step instead measured about 0.5 ms more per 80 ms ResNet-20 step."""
+        own checks, and are not seen; sparsify makes none to the frozen weights. (Copying at
+        every step measured slower: docs/performance.md.)"""
         params = dict(model.named_parameters())
         ws = [params[name] for name in self.names]
         if self._frozen is not None:
@@ -187,8 +186,8 @@ class ScoreMasks(nn.Module):
 
         The other parameters (BatchNorm's, biases) keep requires_grad: their gradients are
         computed and never applied, since no optimizer holds them. On CPUs, BatchNorm's backward
-        without its parameters' gradients takes a slower path: freezing them made a ResNet-20
-        step 14-30% slower (torch 2.15, two cores), more than the whole mask work."""
+        without its parameters' gradients takes a slower path, which costs more than the whole
+        mask work (docs/performance.md)."""
         params = dict(model.named_parameters())
         for name in self.names:
             params[name].requires_grad_(False)
