@@ -26,7 +26,7 @@ def config_dir() -> str:
 
 def _run_name(*, _root_: DictConfig) -> str:
     """Resolver behind hydra.run.dir: the run's name, from everything but the hydra node."""
-    from sparsify.rundir import run_name
+    from sparsify.identity import run_name
 
     config = {}
     for key in _root_:

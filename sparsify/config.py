@@ -7,11 +7,13 @@ Every field documents its unit. Steps are strings like '160ep' or '500it' (see t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from sparsify.checks import check_choice, check_range
 
 
 @dataclass
@@ -39,42 +41,39 @@ class ModelConfig:
 
 @dataclass
 class PruneConfig:
+    """The settings every method has. Each method adds its own in a subclass (its
+    `config_class`, e.g. methods/retraining.py), which `prune=<name>` selects, so a setting
+    another method owns is refused when the config is composed."""
+
     name: str = MISSING  # registered method: dense, magnitude, lth, wr, lrr, finetune, random, ...
-    iterative: bool = True  # lth/wr/lrr/finetune/random: levels of `rate`; false: one shot
-    sparsity: float = 0.9  # one-shot target: fraction of prunable weights set to zero, in [0, 1)
-    rate: float = 0.2  # iterative: fraction of the remaining weights pruned per level, in (0, 1)
-    levels: int = 8  # iterative: pruning levels after the dense level 0
-    rewind: str = "0it"  # step k: weights (lth, wr) or schedule (lrr) rewound to; '0it' = init
+    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
+
+    def check(self) -> None:
+        """A UserError for the first value out of its range (after composing; the data is not
+        known yet: methods check the rest in Method.check)."""
+
+
+@dataclass
+class ScoredPruneConfig(PruneConfig):
+    """Methods that keep the highest-scoring weights: how the kept weights are allocated over
+    layers and grouped."""
+
     allocation: str = "global"  # how sparsity is spread over layers: global, layerwise, erk
     granularity: str = "unstructured"  # unstructured, block (B×B), nm (N:M), channel (filters)
     block: int = 32  # granularity=block: block side B
     n: int = 2  # granularity=nm: N weights kept ...
     m: int = 4  # ... in every group of M along the input dimension
-    criterion: str = "large_final"  # mask criterion (Zhou et al. 2019), see sparsity/criteria.py
-    restart: str = (
-        "rewind"  # what survivors restart from: rewind, reinit, reshuffle, signed_constant
-    )
-    exclude: list[str] = field(default_factory=list)  # fnmatch patterns of weights never pruned
-    finetune: str = "10ep"  # magnitude: fine-tuning budget after pruning
-    # supermask / edgepopup: masks learnt over frozen random weights
-    weight_init: str = "kaiming_normal"  # kaiming_normal or signed_kaiming_constant
-    rescale: bool = False  # supermask: dynamic weight rescaling by (weights / weights kept)
-    eval_mask: str = "expected"  # supermask: expected (sigmoid(s) > 0.5) or sampled (seed 0)
-    score_lr: Optional[float] = None  # peak lr of the scores (the schedule's shape); None: train.lr
-    score_weight_decay: Optional[float] = None  # None: train.weight_decay
-    # gmp (Zhu & Gupta 2017): sparsity rises from initial_sparsity to `sparsity` along a cubic
-    initial_sparsity: float = 0.0  # s_i, in [0, sparsity]
-    start: str = "1ep"  # t0: first mask update
-    stop: str = "7ep"  # t0 + nΔt: last update, where `sparsity` is reached
-    frequency: str = "10it"  # Δt: iterations between mask updates
-    # acdc (Peste et al. 2021): dense warm-up, then compressed / decompressed phases alternating,
-    # a last decompressed phase and a final compressed one; sparsity `sparsity` when compressed
-    dense_warmup: str = "2ep"
-    compressed: str = "1ep"
-    decompressed: str = "1ep"
-    final_decompressed: str = "1ep"
-    final_compressed: str = "2ep"
-    finetune_lr: Optional[float] = None  # magnitude/finetune: fixed lr; None = schedule's last
+
+    def check(self) -> None:
+        from sparsify.sparsity.allocation import ALLOCATIONS
+        from sparsify.sparsity.granularity import GRANULARITIES
+
+        super().check()
+        check_choice("prune.allocation", self.allocation, ALLOCATIONS)
+        check_choice("prune.granularity", self.granularity, GRANULARITIES)
+        check_range("prune.block", self.block, 1, None)
+        check_range("prune.m", self.m, 2, None)
+        check_range("prune.n", self.n, 1, self.m)
 
 
 @dataclass
@@ -100,9 +99,12 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """Evaluation settings. Each evaluator with settings of its own adds `eval.<name>` (its
+    settings dataclass) to this schema when it registers (see `eval_schema`)."""
+
     evaluators: list[str] = field(default_factory=lambda: ["accuracy"])  # registered evaluators
     batch_size: int = 512  # evaluation batch size
-    split: str = "test"  # the split evaluated at the end of each level: test or val
+    split: str = "test"  # the split evaluated after each level: test or val
 
 
 @dataclass
@@ -124,9 +126,6 @@ class BackendConfig:
     tile: int = 2  # triton: Winograd output tile: 2 (F(2x2,3x3)) or 4 (F(4x4,3x3))
     bsr_max_density: float = 0.5  # auto: bsr when at most this fraction of blocks is nonzero
     csr_max_density: float = 0.1  # auto: else csr when at most this fraction of weights is
-    speed_batch: int = 64  # GPU speed measurement: batch size
-    speed_dtype: str = "bfloat16"  # GPU speed measurement: float32, float16 or bfloat16
-    speed_reps: int = 20  # GPU speed measurement: timed forward passes (median reported)
 
 
 @dataclass
@@ -142,7 +141,26 @@ class Config:
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
 
 
+def eval_schema() -> type:
+    """EvalConfig with a field `<name>` for every registered evaluator that has settings."""
+    from sparsify.evaluate import EVALUATORS
+
+    extra = []
+    for name in EVALUATORS.names():
+        settings = EVALUATORS.get(name).settings
+        if settings is not None:
+            extra.append((name, settings, field(default_factory=settings)))
+    return make_dataclass("EvalSchema", extra, bases=(EvalConfig,))
+
+
 def register_configs() -> None:
-    """Register the schema with Hydra (conf/config.yaml lists `sparsify_schema` first)."""
+    """Register the schemas with Hydra: the whole config (`sparsify_schema`, listed first in
+    conf/config.yaml) and each method's prune schema as `schema/prune/<name>` (listed first in
+    conf/prune/<name>.yaml)."""
+    from sparsify.methods import METHODS
+
     cs = ConfigStore.instance()
-    cs.store(name="sparsify_schema", node=Config)
+    schema = make_dataclass("Schema", [("eval", eval_schema(), MISSING)], bases=(Config,))
+    cs.store(name="sparsify_schema", node=schema)
+    for name in METHODS.names():
+        cs.store(group="schema/prune", name=name, node=METHODS.get(name).config_class)

@@ -1,9 +1,10 @@
-"""One run: build everything, then for each level of the method plan → train → evaluate → save,
-then results.json and the report.
+"""One run: build everything and check it, then for each level of the method: train (level.py),
+evaluate (evaluate/stage.py), record; then results.json and the report.
 
 Everything the user can get wrong is checked before the first file is written. Re-running in the
-same directory resumes: finished levels are read back, an unfinished level continues from
+same directory resumes: trained levels are read back, an unfinished level continues from
 checkpoint.pt, and on the CPU with a fixed seed the results equal an uninterrupted run's.
+Evaluators whose results a level already holds are not run again.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sparsify.backend import evaluate_level
 from sparsify.data import build_data
 from sparsify.data.base import DataBundle
 from sparsify.errors import UserError
-from sparsify.io import remove_stale_temporaries, save_json, save_torch
-from sparsify.methods import METHODS, Context, LevelPlan, Method
+from sparsify.evaluate.stage import EvaluationStage
+from sparsify.identity import config_hash, find_renamed_run, run_name, study_key
+from sparsify.io import save_torch
+from sparsify.level import RunState, train_level
+from sparsify.methods import METHODS, Context, Method
 from sparsify.models import build_model
+from sparsify.records import LevelRecord, RunResults
 from sparsify.report import write_report
-from sparsify.rundir import RunDir, check_state, config_hash, run_name
+from sparsify.rundir import RunDir, check_state
+from sparsify.runview import RunView
 from sparsify.seeding import FRESH_INIT, METHOD_STREAM, seeded_generator
-from sparsify.sparsity import Mask, MaskEnforcer, prunable_weights, sparsity_stats
+from sparsify.sparsity import prunable_weights
 from sparsify.tracking import Tracker
-from sparsify.training.loop import Hooks, MaskChange, train_segment
-from sparsify.training.optim import LRSchedule, build_optimizer
+from sparsify.training.loop import cpu_state
+from sparsify.training.optim import LRSchedule
 from sparsify.training.steps import to_iterations
 
 
@@ -50,10 +55,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 @dataclass
 class Prepared:
     """Everything a run builds before it writes anything."""
@@ -61,43 +62,106 @@ class Prepared:
     data: DataBundle
     model: torch.nn.Module  # on the CPU, initialised
     init: dict[str, torch.Tensor]
-    prunable: list[str]
     method: Method
     ctx: Context
+    view: RunView
 
 
 def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
     """Build data, model and method and check them together; reads `rd` (a resumed run's initial
     weights and levels) but writes nothing. UserError for anything the user can fix."""
     data = build_data(cfg.data, cfg.train.batch_size, cfg.eval.batch_size, cfg.seed)
+
+    def build() -> torch.nn.Module:
+        return build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
+
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
-    init = _cpu_state(model)
+    model = build()
+    init = cpu_state(model)
     if rd.init_path.exists():  # a resumed run starts from the weights it started from
         init = rd.load_state(rd.init_path, init, "initial weights")
+    method = METHODS.get(cfg.prune.name)(cfg.prune)
     prunable = list(prunable_weights(model, cfg.prune.exclude))
-    if not prunable and cfg.prune.name != "dense":
+    if not prunable and method.prunes:
         raise UserError(
             f"prune.exclude={list(cfg.prune.exclude)} leaves no conv or linear weight to prune"
         )
+    view = RunView(rd, init, prunable, build)
     ipe = len(data.train)
     total = cfg.train.epochs * ipe
-    method = METHODS.get(cfg.prune.name)(cfg.prune)
-    weights_like = {n: init[n] for n in prunable}
     ctx = Context(
         init=init,
         prunable=prunable,
         iterations_per_epoch=ipe,
         total=total,
         schedule=LRSchedule(cfg.train, ipe, total),
-        final=lambda lv: rd.load_state(rd.level_dir(lv) / "final.pt", init, "level weights"),
-        mask=lambda lv: rd.load_mask(lv, weights_like),
-        snapshot=lambda lv, name: rd.load_state(rd.level_dir(lv) / f"{name}.pt", init, "snapshot"),
+        final=view.final,
+        mask=view.mask,
+        snapshot=view.snapshot,
         seed=cfg.seed,
-        fresh_init=lambda key: _fresh_init(cfg, data, key),
+        fresh_init=lambda key: _fresh_init(cfg, build, key),
     )
     method.check(ctx)
-    return Prepared(data, model, init, prunable, method, ctx)
+    return Prepared(data, model, init, method, ctx, view)
+
+
+def _fresh_init(cfg: DictConfig, build, key: int) -> dict[str, torch.Tensor]:
+    """Another initialisation of the same model (for prune.restart=reinit), seeded by (seed, key),
+    without touching the global RNG that training draws from."""
+    seed = seeded_generator(METHOD_STREAM, cfg.seed, FRESH_INIT, key).initial_seed()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cpu_state(build())
+
+
+def _refuse_renamed(rd: RunDir, config: dict[str, Any]) -> None:
+    """A new run whose training an earlier sparsify already ran under another name: refused, with
+    how to continue it, rather than trained again beside it."""
+    if rd.path.name != run_name(config):
+        return  # placed by hand (hydra.run.dir): the user chose the folder
+    old = find_renamed_run(rd.path, config)
+    if old is not None:
+        raise UserError(
+            f"{old} holds this run under the name an earlier sparsify gave it (names now hash "
+            f"only training settings that differ from their defaults); to continue it, rename "
+            f"it: mv {old} {rd.path}, or delete it to start over"
+        )
+
+
+def level_line(record: LevelRecord, stage: EvaluationStage, num_levels: int) -> str:
+    """The console line of an evaluated level: sparsity, then every headline metric."""
+    line = (
+        f"[level {record.level}/{num_levels - 1}] sparsity {100 * record.sparsity:.2f}%  "
+        f"({record.nonzero_params}/{record.prunable_params} weights)"
+    )
+    for key, spec in stage.specs.items():
+        if spec.headline and key in record.metrics:
+            line += f"  {stage.split} {spec.label} {spec.format(record.metrics[key])}"
+    return line
+
+
+def publish(
+    rd: RunDir,
+    config: dict[str, Any],
+    dense_level: Optional[int],
+    stage: EvaluationStage,
+    records: list[LevelRecord],
+) -> RunResults:
+    """results.json and the report, from the evaluated records."""
+    results = RunResults(
+        method=config["prune"]["name"],
+        model=config["model"]["name"],
+        data=config["data"]["name"],
+        seed=int(config.get("seed", 0)),
+        split=stage.split,
+        run=run_name(config),
+        study=study_key(config),
+        dense_level=dense_level,
+        levels=records,
+    )
+    rd.save_results(results)
+    write_report(rd, results, records, stage.entries)
+    return results
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -107,266 +171,72 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     rd = RunDir(run_dir)
     resuming = rd.check_config(config)
+    if not resuming:
+        _refuse_renamed(rd, config)
 
     prepared = prepare(cfg, rd)
-    data, model, init, prunable = prepared.data, prepared.model, prepared.init, prepared.prunable
-    method, ctx, schedule = prepared.method, prepared.ctx, prepared.ctx.schedule
-    model.to(device)
-    ipe = ctx.iterations_per_epoch
-    ckpt_every = max(1, to_iterations(cfg.train.checkpoint_every, ipe, "train.checkpoint_every"))
+    method, ctx, view = prepared.method, prepared.ctx, prepared.view
+    stage = EvaluationStage(cfg, prepared.data, view, device, method.dense_level)
+    model = prepared.model.to(device)
+    n_levels = method.num_levels()
+    ckpt_every = max(
+        1,
+        to_iterations(
+            cfg.train.checkpoint_every, ctx.iterations_per_epoch, "train.checkpoint_every"
+        ),
+    )
     # Only an unfinished run needs its checkpoint (a finished run's may be stale or damaged).
-    unfinished = any(not rd.level_done(lv) for lv in range(method.num_levels()))
+    unfinished = any(not rd.level_trained(lv) for lv in range(n_levels))
     ckpt = rd.load_checkpoint() if resuming and unfinished else None
     if ckpt is not None:
-        check_state(ckpt["model"], init, f"{rd.checkpoint_path}")
-        method.check_checkpoint(ckpt, ctx, f"{rd.checkpoint_path}")
+        check_state(ckpt.model, prepared.init, f"{rd.checkpoint_path}")
+        method.check_checkpoint(ckpt.to_state(), ctx, f"{rd.checkpoint_path}")
 
     # ---- from here on, files are written ----
     rd.path.mkdir(parents=True, exist_ok=True)
     try:  # first, since wandb can still refuse to start (not logged in, no network)
-        tracker = Tracker(rd.path, cfg.logger, config, config_hash(config), run_name(config))
+        tracker = Tracker(rd, cfg.logger, config, config_hash(config), run_name(config))
     except UserError:
         if not resuming:
-            shutil.rmtree(rd.path / "wandb", ignore_errors=True)
+            shutil.rmtree(rd.wandb_dir, ignore_errors=True)
         raise
     ok = False
     try:
-        remove_stale_temporaries(rd.path)
+        rd.remove_stale_temporaries()
         if not resuming:
             rd.write_config(config)
         if not rd.init_path.exists():
-            save_torch(init, rd.init_path)
+            save_torch(prepared.init, rd.init_path)
+        state = RunState(
+            model=model,
+            train=prepared.data.train,
+            val=prepared.data.val,
+            train_cfg=cfg.train,
+            schedule=ctx.schedule,
+            device=device,
+            rd=rd,
+            tracker=tracker,
+            prunable=ctx.prunable,
+            checkpoint_every=ckpt_every,
+            log_every=cfg.logger.log_every,
+            num_levels=n_levels,
+        )
         records, offset = [], 0
-        n_levels = method.num_levels()
         for level in range(n_levels):
             tracker.start_level(level, offset)
-            if rd.level_done(level):
-                record = rd.level_record(level)
-                records.append(record)
-                offset += record.get("iterations", 0)
-                continue
-            plan = method.plan(level, ctx)
-            record = _run_level(
-                level,
-                n_levels,
-                plan,
-                model,
-                data,
-                cfg,
-                device,
-                rd,
-                tracker,
-                ckpt,
-                ckpt_every,
-                schedule,
-                prunable,
-            )
-            ckpt = None
+            if rd.level_trained(level):
+                record = rd.training_record(level)
+            else:
+                record = train_level(state, level, method.plan(level, ctx), ckpt)
+                ckpt = None
+            record = stage.evaluate(record)
+            if rd.save_metrics(record):  # new results: a level event and a console line
+                tracker.log_level(record)
+                tracker.console(level_line(record, stage, n_levels))
             records.append(record)
-            offset += record["iterations"]
-            tracker.log_level(record)
-        results = {
-            "method": cfg.prune.name,
-            "model": cfg.model.name,
-            "data": cfg.data.name,
-            "seed": cfg.seed,
-            "split": cfg.eval.split,
-            "levels": [{k: v for k, v in r.items() if k != "layers"} for r in records],
-        }
-        save_json(results, rd.path / "results.json")
-        write_report(rd.path, results, records, config)
+            offset += record.iterations
+        results = publish(rd, config, method.dense_level, stage, records).to_json()
         ok = True
         return results
     finally:
         tracker.finish(ok)
-
-
-def _fresh_init(cfg: DictConfig, data, key: int) -> dict[str, torch.Tensor]:
-    """Another initialisation of the same model (for prune.restart=reinit), seeded by (seed, key),
-    without touching the global RNG that training draws from."""
-    seed = seeded_generator(METHOD_STREAM, cfg.seed, FRESH_INIT, key).initial_seed()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
-    return _cpu_state(model)
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, state: Any, path: Any, remedy: str) -> None:
-    """Load a saved optimizer state; a UserError naming `path` and `remedy` if it does not fit:
-    other parameter groups or counts, or a per-parameter state tensor (a momentum buffer, say)
-    of another shape than its parameter, which load_state_dict accepts and the first step
-    would fail on. RuntimeError is not caught: running out of memory is no mismatch."""
-    try:
-        optimizer.load_state_dict(state)
-        for group in optimizer.param_groups:
-            for i, p in enumerate(group["params"]):
-                for key, value in optimizer.state.get(p, {}).items():
-                    shaped = isinstance(value, torch.Tensor) and value.dim() > 0
-                    if shaped and value.shape != p.shape:
-                        raise ValueError(
-                            f"optimizer state {key} of parameter {i} has shape "
-                            f"{tuple(value.shape)}, not {tuple(p.shape)}"
-                        )
-    except (ValueError, KeyError) as e:
-        reason = " ".join(str(e).split())[:200]
-        raise UserError(f"{path} does not fit this run's optimizer ({reason}); {remedy}") from None
-
-
-def _run_level(
-    level: int,
-    n_levels: int,
-    plan: LevelPlan,
-    model: torch.nn.Module,
-    data,
-    cfg: DictConfig,
-    device: torch.device,
-    rd: RunDir,
-    tracker: Tracker,
-    ckpt: Optional[dict[str, Any]],
-    ckpt_every: int,
-    schedule: LRSchedule,
-    prunable: list[str],
-) -> dict[str, Any]:
-    """Train, evaluate and save one level; returns its record (metrics.json)."""
-    model.load_state_dict(plan.weights)
-    mask = plan.mask
-    mask.apply_(model)
-    scores = plan.scores
-    if scores is not None:  # only the scores train; the model's weights stay as they are
-        scores.to(device)
-        scores.freeze(model)
-    if scores is None:
-        optimizer = build_optimizer(model.parameters(), cfg.train)
-    else:
-        p = cfg.prune
-        group = {
-            "params": list(scores.parameters()),
-            "lr_scale": (p.score_lr if p.score_lr is not None else cfg.train.lr) / cfg.train.lr,
-            "weight_decay": p.score_weight_decay
-            if p.score_weight_decay is not None
-            else cfg.train.weight_decay,
-        }
-        optimizer = build_optimizer([group], cfg.train)
-    enforcer = MaskEnforcer(model, mask)
-    if plan.continue_optimizer:  # (a checkpoint of this level, below, supersedes it)
-        assert level > 0
-        _load_optimizer(
-            optimizer,
-            rd.load_optimizer(level - 1),
-            rd.optimizer_path(level - 1),
-            f"delete level {level - 1}'s folder to re-run it",
-        )
-    resume_from = None
-    if (
-        ckpt is not None
-        and ckpt["level"] == level
-        and plan.segment.start < ckpt["step"] < plan.segment.end
-    ):
-        # the model's and the scores' keys and shapes were checked before anything was written
-        model.load_state_dict(ckpt["model"])
-        if scores is not None:
-            scores.load_state_dict(ckpt["scores"])
-        _load_optimizer(
-            optimizer, ckpt["optimizer"], rd.checkpoint_path, f"delete it to restart level {level}"
-        )
-        # the mask in force when the checkpoint was written (methods may change it mid-level)
-        mask = Mask.from_state_dict(ckpt["mask"], plan.mask, str(rd.checkpoint_path))
-        enforcer = MaskEnforcer(model, mask)
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        cuda_states = ckpt["rng"].get("cuda") or []
-        if torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)  # nothing draws from it today; kept exact
-        resume_from = ckpt["step"]
-        tracker.write({"event": "resume", "step": resume_from})
-
-    def checkpoint(step: int, opt: torch.optim.Optimizer) -> None:
-        rd.save_checkpoint(
-            {
-                "level": level,
-                "step": step,
-                "model": _cpu_state(model),
-                "optimizer": opt.state_dict(),
-                "mask": dict(mask),
-                **({"scores": scores.state_dict()} if scores is not None else {}),
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                },
-            }
-        )
-
-    def snapshot(name: str, state: dict[str, torch.Tensor]) -> None:
-        save_torch(state, rd.level_dir(level) / f"{name}.pt")
-
-    def change_mask(step: int, change: MaskChange) -> MaskEnforcer:
-        nonlocal mask
-        mask = change.mask
-        mask.apply_(model)
-        tracker.log(
-            {
-                "event": "mask",
-                "step": step,
-                "sparsity": mask.sparsity,
-                "reset_momentum": change.reset_momentum,
-            }
-        )
-        return MaskEnforcer(model, mask)
-
-    hooks = Hooks(
-        log=tracker.log,
-        checkpoint=checkpoint,
-        snapshot=snapshot,
-        change_mask=change_mask,
-        mask=lambda: mask,
-        prunable=prunable,
-        checkpoint_every=ckpt_every,
-        log_every=cfg.logger.log_every,
-        title=f"level {level}/{n_levels - 1}",
-    )
-    train_segment(
-        model,
-        data,
-        optimizer,
-        enforcer,
-        plan.segment,
-        schedule,
-        cfg.train,
-        device,
-        hooks,
-        resume_from,
-    )
-
-    if scores is not None:
-        mask = scores.finalize(model)  # the model now holds the weights the learnt mask keeps
-        scores.release(model)
-    final = _cpu_state(model)
-    if plan.keep_optimizer:  # before metrics.json, which marks the level finished
-        save_torch(optimizer.state_dict(), rd.optimizer_path(level))
-    stats = sparsity_stats({n: final[n] for n in prunable})
-    evaluated = evaluate_level(model, data, cfg, device)  # metrics (+ kernels, speed)
-    metrics = evaluated["metrics"]
-    record = {
-        "level": level,
-        "sparsity": stats.sparsity,
-        "nonzero_params": stats.nonzero,
-        "prunable_params": stats.total,
-        **evaluated,
-        "iterations": plan.segment.end - plan.segment.start,
-        "layers": {n: {"nonzero": nz, "total": t} for n, (nz, t) in stats.per_layer.items()},
-    }
-    rd.save_level(level, mask, final, record)
-    acc = metrics.get("accuracy")
-    print(
-        f"[level {level}/{n_levels - 1}] sparsity {100 * stats.sparsity:.2f}%  "
-        f"({stats.nonzero}/{stats.total} weights)"
-        + (f"  {cfg.eval.split} accuracy {100 * acc:.2f}%" if acc is not None else "")
-        + (_speed_line(record["speed"]) if "speed" in record else "")
-    )
-    return record
-
-
-def _speed_line(speed: dict) -> str:
-    return (
-        f"  kernels {speed['triton_ms']:.3f} ms vs torch {speed['torch_ms']:.3f} ms "
-        f"({speed['speedup']:.2f}x, batch {speed['batch']}, {speed['dtype']})"
-    )

@@ -1,5 +1,6 @@
 """Where a run's events go: always `log.jsonl` in the run directory, and wandb when
-`logger=wandb`.
+`logger=wandb`; and the console lines a person watches (epochs, levels), printed so that they
+never break a progress bar.
 
 wandb layout: the resolved config once (wandb's config); train metrics under `train/*` against
 `train/global_step` (iterations summed over levels); one summary per level under `level/*` against
@@ -21,8 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from tqdm import tqdm
+
 from sparsify.config import LoggerConfig
 from sparsify.errors import UserError
+from sparsify.records import LevelRecord
+from sparsify.rundir import RunDir
 
 LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -36,17 +41,23 @@ class Tracker:
     """
 
     def __init__(
-        self, run_dir: Path, cfg: LoggerConfig, config: dict[str, Any], run_id: str, run_name: str
+        self,
+        run_dir: Path | RunDir,
+        cfg: LoggerConfig,
+        config: dict[str, Any],
+        run_id: str,
+        run_name: str,
     ) -> None:
+        rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
         self.cfg = cfg
         self.level = 0
         self.offset = 0  # iterations of the levels before this one, for train/global_step
         self._wandb: Optional[Any] = None
-        log_path = Path(run_dir) / "log.jsonl"
+        log_path = rd.log_path
         start: dict[str, Any] = {"event": "start"}
         if cfg.name == "wandb":
             start["wandb_id"] = _previous_wandb_id(log_path) or f"{run_id}-{secrets.token_hex(4)}"
-            self._wandb = _start_wandb(Path(run_dir), cfg, config, start["wandb_id"], run_name)
+            self._wandb = _start_wandb(rd.path, cfg, config, start["wandb_id"], run_name)
         try:
             self._log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
         except BaseException:
@@ -77,19 +88,24 @@ class Tracker:
         values["train/level"] = self.level
         self._wandb.log(values)
 
-    def log_level(self, record: dict[str, Any]) -> None:
-        """The summary of a finished level (its results.json entry)."""
-        self.write({"event": "level", **record})
+    def log_level(self, record: LevelRecord) -> None:
+        """The summary of an evaluated level (its metrics.json)."""
+        self.write({"event": "level", **record.to_json()})
         if self._wandb is None:
             return
         values = {
-            "level/level": record["level"],
-            "level/sparsity": record["sparsity"],
-            "level/nonzero_params": record["nonzero_params"],
-            "level/prunable_params": record["prunable_params"],
+            "level/level": record.level,
+            "level/sparsity": record.sparsity,
+            "level/nonzero_params": record.nonzero_params,
+            "level/prunable_params": record.prunable_params,
         }
-        values.update({f"level/{k}": v for k, v in record["metrics"].items()})
+        values.update({f"level/{k}": v for k, v in record.metrics.items()})
         self._wandb.log(values)
+
+    @staticmethod
+    def console(line: str) -> None:
+        """One line for the person watching, above any progress bar."""
+        tqdm.write(line)
 
     def finish(self, ok: bool) -> None:
         """Close the local log and end the wandb run: exit code 0 if `ok`, else 1, which wandb

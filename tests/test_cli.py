@@ -136,7 +136,7 @@ def test_a_run_killed_mid_level_resumes_to_the_uninterrupted_result(tmp_path):
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    assert not (run_dir / "levels/level_01/metrics.json").exists(), (
+    assert not (run_dir / "levels/level_01/training.json").exists(), (
         "level 1 finished before the kill"
     )
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)

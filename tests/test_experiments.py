@@ -46,7 +46,7 @@ def test_every_experiment_builds_its_data_model_and_method(name, roots, tmp_path
     cfg = compose([f"experiment={name}", f"data.root={roots[dataset]}", "data.num_workers=0"])
     prepared = prepare(cfg, RunDir(tmp_path / "run"))
     assert prepared.data.name == dataset and prepared.data.num_classes > 1
-    assert prepared.prunable and prepared.method.num_levels() >= 1
+    assert prepared.ctx.prunable and prepared.method.num_levels() >= 1
     plan = prepared.method.plan(0, prepared.ctx)
     assert plan.segment.end > plan.segment.start
     x, y = next(prepared.data.train.batches(0))

@@ -16,6 +16,7 @@ from sparsify.kernels.convert import block_density
 from torch import nn
 
 from sparsify.compose import compose
+from sparsify.identity import config_hash
 from sparsify.run import run
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -118,7 +119,6 @@ TINY_BLOCK_RUN = [
     "data.image_size=8",
     "model=conv2",
     "prune=magnitude",
-    "prune.iterative=false",
     "prune.sparsity=0.9",
     "prune.granularity=block",
     "prune.block=16",
@@ -133,16 +133,20 @@ TINY_BLOCK_RUN = [
 def test_backend_triton_evaluates_every_level_on_the_kernels(tmp_path):
     torch_results = run(compose(TINY_BLOCK_RUN), tmp_path / "torch")
     results = run(compose([*TINY_BLOCK_RUN, "backend=triton", "backend.block=16"]), tmp_path / "t")
-    dense, pruned = results["levels"]
-    assert dense["kernels"] == {"features.0": "winograd", "features.2": "winograd"}
-    assert set(pruned["kernels"].values()) == {"bsr"} and len(pruned["kernels"]) == 5
-    assert "speed" not in pruned  # speed is measured on a GPU only
+    dense, pruned = (
+        dict(map(tuple, lv["tables"]["kernels/layers"]["rows"])) for lv in results["levels"]
+    )
+    assert dense == {"features.0": "winograd", "features.2": "winograd"}
+    assert set(pruned.values()) == {"bsr"} and len(pruned) == 5
+    assert results["levels"][1]["metrics"]["kernel_layers"] == 5
+    assert "speedup" not in results["levels"][1]["metrics"]  # speed is measured on a GPU only
     for ours, theirs in zip(results["levels"], torch_results["levels"]):
         assert ours["sparsity"] == theirs["sparsity"]  # the same trained weights
         assert ours["metrics"]["accuracy"] == theirs["metrics"]["accuracy"]
         assert ours["metrics"]["loss"] == pytest.approx(theirs["metrics"]["loss"], rel=1e-5)
     saved = json.loads((tmp_path / "t" / "results.json").read_text())
-    assert saved["levels"][1]["kernels"] == pruned["kernels"]
+    assert saved["levels"][1]["tables"] == results["levels"][1]["tables"]
+    assert "tables" not in torch_results["levels"][1]  # backend=torch converts nothing
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -167,8 +171,8 @@ def test_backend_triton_without_a_gpu_is_refused_before_any_work(tmp_path):
     [
         ("backend.block=24", "backend.block=24 is not valid; choose one of: 16, 32, 64, 128"),
         ("backend.mode=fast", "backend.mode='fast' is not valid"),
-        ("backend.speed_dtype=int8", "backend.speed_dtype='int8' is not valid"),
-        ("backend.speed_batch=0", "backend.speed_batch=0 is out of range"),
+        ("eval.speed.dtype=int8", "eval.speed.dtype='int8' is not valid"),
+        ("eval.speed.batch=0", "eval.speed.batch and eval.speed.reps must be at least 1"),
     ],
 )
 def test_bad_backend_values_are_refused(override, needle):
@@ -232,51 +236,54 @@ def test_inputs_the_kernels_do_not_take_go_to_the_torch_layer():
     torch.testing.assert_close(got.float(), expected.float(), rtol=0.05, atol=0.05)
 
 
-def test_speed_record_and_report(monkeypatch, tmp_path):
-    from sparsify.backend import speed
-    from sparsify.report import write_report
-    from sparsify.run import _speed_line
+def test_the_speed_evaluator_times_both_models_and_the_report_shows_it(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from sparsify.evaluate import EVALUATORS
+    from sparsify.evaluate.speed import SpeedSettings
+    from sparsify.records import LayerCount, LevelRecord, RunResults
+    from sparsify.report.parts import ReportInput
+    from sparsify.report.writer import build_report
+    from sparsify.rundir import RunDir
+    from sparsify.seeding import seeded_generator
 
     convert_module = importlib.import_module("sparsify.kernels.convert")
     # each converted layer: kernel 1 ms against torch 2 ms; then both models 1 ms
     monkeypatch.setattr(convert_module, "cuda_time", _Clock([1.0, 2.0] * 3))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
-    backend = compose(["backend=triton", "backend.block=16", "backend.speed_dtype=float32"])
-    model = _model()
-    record = speed(model, (3, 8, 8), backend.backend, torch.device(DEVICE))
-    assert record["batch"] == 64 and record["dtype"] == "float32"
-    assert record["device"] == "Test GPU" and record["kept_on_torch"] == []
-    assert record["speedup"] == record["torch_ms"] / record["triton_ms"]
-    assert "1.00x, batch 64, float32" in _speed_line(record)
+    cfg = compose(["backend=triton", "backend.block=16", "eval.speed.dtype=float32"])
+    ctx = SimpleNamespace(
+        torch_model=_model(),
+        data=SimpleNamespace(in_channels=3, image_size=8),
+        device=torch.device(DEVICE),
+        settings=SpeedSettings(**cfg.eval.speed),
+        backend=cfg.backend,
+        generator=lambda *keys: seeded_generator(0),
+    )
+    speed = EVALUATORS.get("speed")
+    result = speed(ctx)
+    assert result.scalars["speedup"] == result.scalars["torch_ms"] / result.scalars["triton_ms"]
+    assert result.tables["setup"]["rows"] == [["Test GPU", 64, "float32", ""]]
 
-    level = {
-        "level": 0,
-        "sparsity": 0.5,
-        "nonzero_params": 1,
-        "prunable_params": 2,
-        "metrics": {"accuracy": 0.5},
-        "speed": record,
-    }
-    results = {"method": "m", "model": "x", "data": "d", "seed": 0, "levels": [level]}
-    write_report(tmp_path, results, [level], {"eval": {"split": "test"}})
-    report = (tmp_path / "report.md").read_text()
-    assert "## Speed on Test GPU (forward pass, batch 64, float32)" in report
-    assert "| 0 | 50.00% | 1.000 | 1.000 | 1.00x |" in report
+    level = LevelRecord(0, 0.5, 1, 2, 3, {"w": LayerCount(1, 2)}, metrics=result.scalars)
+    level.tables = {f"speed/{k}": t for k, t in result.tables.items()}
+    results = RunResults("m", "x", "d", 0, "test", "run", "study", 0, [level])
+    rd = RunDir(tmp_path)
+    report = build_report(ReportInput(rd, results, [level], [speed], dict(speed.metrics)))
+    (section,) = [s for s in report.sections if s.title.startswith("Speed on")]
+    assert section.title == "Speed on Test GPU (forward pass, batch 64, float32)"
+    assert section.blocks[0].rows == [["0", "50.00%", "1.000", "1.000", "1.00x"]]
 
 
-def test_backend_torch_leaves_run_names_as_they_were_and_triton_gets_its_own():
+def test_neither_the_backend_nor_evaluation_enters_a_run_name():
     from omegaconf import OmegaConf
-
-    from sparsify.rundir import config_hash
 
     def container(overrides):
         return OmegaConf.to_container(compose(overrides), resolve=True)
 
     plain = container([])
-    before_backend = {k: v for k, v in plain.items() if k != "backend"}
-    assert config_hash(plain) == config_hash(before_backend)
-    assert config_hash(container(["backend.speed_reps=5"])) == config_hash(plain)
-    assert config_hash(container(["backend=triton"])) != config_hash(plain)
+    assert config_hash(container(["backend=triton"])) == config_hash(plain)
+    assert config_hash(container(["eval.speed.reps=5", "eval.split=val"])) == config_hash(plain)
 
 
 def test_backend_triton_refuses_devices_it_cannot_run_on():

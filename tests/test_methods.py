@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from sparsify.compose import compose
 from sparsify.config import ModelConfig, TrainConfig
@@ -240,7 +241,7 @@ def test_acdc_final_compressed_phase_continues_the_dense_phase_optimizer(tmp_pat
 
     def fresh(self, level, ctx):
         out = plan(self, level, ctx)
-        out.continue_optimizer = False
+        out.resume_optimizer_from_previous = False
         return out
 
     monkeypatch.setattr(acdc, "plan", fresh)
@@ -282,8 +283,7 @@ def test_a_mask_change_with_reset_clears_the_momentum_in_the_training_loop():
     SGD momentum buffer holds exactly that step's gradient (no history), which it would not
     without the reset."""
     from sparsify.data import build_data
-    from sparsify.sparsity import MaskEnforcer
-    from sparsify.training.loop import Hooks, MaskChange, Segment, train_segment
+    from sparsify.training.loop import LoopEvents, MaskChange, MaskState, Segment, train_segment
 
     def train(reset: bool) -> tuple[torch.optim.Optimizer, torch.nn.Module]:
         cfg = compose(["data=synthetic", "data.num_samples=64", "train.batch_size=16"])
@@ -298,29 +298,29 @@ def test_a_mask_change_with_reset_clears_the_momentum_in_the_training_loop():
         def schedule(it, live, current):
             return MaskChange(current, reset_momentum=reset) if it == end - 1 else None
 
-        hooks = Hooks(
+        events = LoopEvents(
             log=lambda e: None,
+            console=lambda line: None,
             checkpoint=lambda s, o: None,
             snapshot=lambda n, s: None,
-            change_mask=lambda it, ch: MaskEnforcer(model, ch.mask),
-            mask=lambda: mask,
-            prunable=prunable,
             checkpoint_every=100,
             log_every=100,
             title="t",
         )
         segment = Segment(0, end, mask_schedule=schedule)
         lr = LRSchedule(cfg.train, len(data.train), end)
+        masks = MaskState(model, mask)
         train_segment(
             model,
-            data,
+            data.train,
+            data.val,
             opt,
-            MaskEnforcer(model, mask),
+            masks,
             segment,
             lr,
             cfg.train,
             torch.device("cpu"),
-            hooks,
+            events,
         )
         return opt, model
 
@@ -363,9 +363,35 @@ def test_acdc_without_room_for_alternation_keeps_training_dense_until_the_final_
     assert phases == [(2 * IPE, True)]  # no momentum reset at the end of the warm-up
 
 
-def test_magnitude_ignores_the_rewind_point_it_does_not_use(weights):
-    cfg = compose(["prune=magnitude", "prune.rewind=100ep", "prune.finetune=1ep"])
-    METHODS.get("magnitude")(cfg.prune).check(_ctx(weights))
+@pytest.mark.parametrize(
+    "overrides,key,schema",
+    [
+        (["prune=magnitude", "prune.rewind=1ep"], "rewind", "MagnitudeConfig"),
+        (["prune=lth", "prune.start=1ep"], "start", "RetrainingConfig"),
+        (["prune=supermask", "prune.sparsity=0.5"], "sparsity", "SupermaskConfig"),
+        (["prune=dense", "prune.allocation=erk"], "allocation", "PruneConfig"),
+    ],
+)
+def test_a_setting_another_method_owns_is_refused_when_the_config_is_composed(
+    overrides, key, schema
+):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose(overrides)
+    assert f"Key '{key}' not in '{schema}'" in str(caught.value.__cause__)
+
+
+def test_every_method_declares_a_schema_of_its_own_settings_and_its_dense_level():
+    from sparsify.config import PruneConfig
+
+    for name in METHODS.names():
+        method = METHODS.get(name)
+        assert issubclass(method.config_class, PruneConfig), name
+        cfg = compose([f"prune={name}"])
+        assert OmegaConf.get_type(cfg.prune) is method.config_class, name
+    dense = {n for n in METHODS.names() if METHODS.get(n).dense_level == 0}
+    assert dense == {"acdc", "dense", "finetune", "lrr", "lth", "magnitude", "random", "wr"}
 
 
 @pytest.mark.parametrize("method", ["supermask", "edgepopup"])

@@ -11,6 +11,7 @@ from sparsify.compose import compose
 from sparsify.methods import METHODS
 from sparsify.run import run
 from sparsify.tracking import Tracker
+from tests.tiny import for_method
 
 OVERRIDES = [
     "train.epochs=6",
@@ -49,7 +50,7 @@ def test_a_run_interrupted_mid_level_resumes_to_the_uninterrupted_result(
     # wr at level 0: checkpoint at 5it, interrupted at 7it, rewind point 8it: the resumed run
     # must take the snapshot itself
     extra = ["prune.rewind=8it"] if (method, level) == ("wr", 0) else []
-    cfg = compose([*OVERRIDES, f"prune={method}", *extra])
+    cfg = compose(for_method(method, [*OVERRIDES, *extra]))
     reference = run(cfg, tmp_path / "reference")
     last = len(reference["levels"]) - 1 if level == "last" else level
     stop_at = reference["levels"][last]["iterations"] // 2 + 3  # past a checkpoint, mid-level
@@ -70,7 +71,7 @@ def test_a_run_interrupted_mid_level_resumes_to_the_uninterrupted_result(
     with pytest.raises(Interrupted):
         run(cfg, tmp_path / "resumed")
     monkeypatch.setattr(Tracker, "log", original)
-    assert not (tmp_path / f"resumed/levels/level_{last:02d}/metrics.json").exists()
+    assert not (tmp_path / f"resumed/levels/level_{last:02d}/training.json").exists()
     ckpt = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)
     assert ckpt["level"] == last
 

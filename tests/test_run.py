@@ -26,6 +26,12 @@ def _files(run_dir: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
 
 
+def _untrain(run_dir: Path, level: int) -> None:
+    """Make a trained level look as if its training never finished."""
+    for name in ("training.json", "metrics.json"):
+        (run_dir / f"levels/level_{level:02d}" / name).unlink()
+
+
 def _plain_model(run_dir: Path) -> torch.nn.Module:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     from sparsify.config import ModelConfig
@@ -144,7 +150,7 @@ def test_a_different_config_in_an_existing_run_directory_is_refused(tmp_path):
 
 def test_a_corrupt_checkpoint_is_a_user_error_and_nothing_is_written(tmp_path):
     _, run_dir = _run(tmp_path, "prune=dense")
-    (run_dir / "levels/level_00/metrics.json").unlink()  # pretend level 0 is unfinished
+    _untrain(run_dir, 0)  # pretend level 0 is unfinished
     (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
     before = _files(run_dir)
     with pytest.raises(UserError, match="checkpoint.*corrupt"):
@@ -154,7 +160,7 @@ def test_a_corrupt_checkpoint_is_a_user_error_and_nothing_is_written(tmp_path):
 
 def test_a_checkpoint_of_another_model_is_a_user_error(tmp_path):
     _, run_dir = _run(tmp_path, "prune=dense")
-    (run_dir / "levels/level_00/metrics.json").unlink()
+    _untrain(run_dir, 0)
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     ckpt["model"] = {"other.weight": torch.zeros(3)}
     torch.save(ckpt, run_dir / "checkpoint.pt")
@@ -164,7 +170,7 @@ def test_a_checkpoint_of_another_model_is_a_user_error(tmp_path):
 
 def _unfinished(run_dir: Path) -> dict:
     """Level 0 of a finished one-level run, made to look interrupted mid-level: its checkpoint."""
-    (run_dir / "levels/level_00/metrics.json").unlink()
+    _untrain(run_dir, 0)
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     ckpt["step"] = 3  # mid-level: the resume loads it
     return ckpt
@@ -261,6 +267,6 @@ def test_temporaries_left_by_a_killed_write_are_removed_on_resume(tmp_path):
     _, run_dir = _run(tmp_path, "prune=dense")
     stale = run_dir / "levels" / "level_00" / ".final.pt.abc123.tmp"
     stale.write_bytes(b"half a file")
-    (run_dir / "levels/level_00/metrics.json").unlink()
+    _untrain(run_dir, 0)
     _run(tmp_path, "prune=dense")
     assert not stale.exists()

@@ -20,8 +20,9 @@ import yaml
 
 from sparsify.compose import compose
 from sparsify.config import LoggerConfig
+from sparsify.identity import config_hash, run_name
+from sparsify.records import LevelRecord
 from sparsify.run import run
-from sparsify.rundir import config_hash, run_name
 from sparsify.tracking import Tracker
 
 TINY = [
@@ -206,9 +207,7 @@ def test_a_run_started_while_another_is_still_open_gets_its_own_wandb_run(tmp_pa
     try:
         # wandb's default would hand back the open run, and the second job would log into it
         second = _tracker(tmp_path / "second")
-        second.log_level(
-            {"level": 0, "sparsity": 0.5, "nonzero_params": 1, "prunable_params": 2, "metrics": {}}
-        )
+        second.log_level(LevelRecord(0, 0.5, 1, 2, iterations=0, layers={}))
         second.finish(True)
     finally:
         first.finish(True)

@@ -1,57 +1,114 @@
-"""Evaluators: each turns a trained model into named numbers under a level's `metrics`.
+"""The evaluator contract: what an evaluator declares, what it receives, what it returns.
 
-An evaluator is a function `(ctx: EvalContext) -> dict[str, float]` registered in EVALUATORS;
-`eval.evaluators` in the config lists which run. Keys are documented in docs/evaluators.md.
+An evaluator is a function `(ctx: EvalContext) -> EvalResult` registered with `@evaluator(...)`,
+which declares
+
+- `metrics`: every scalar it may report, with a `MetricSpec` (label, unit, format, higher is
+  better, plotted against sparsity, shown in the level's console line). Two selected evaluators
+  that declare the same key are refused before any work: keys never overwrite each other;
+- `settings`: a dataclass of its own settings, exposed as `eval.<name>.*` in the config;
+- `needs`: what it cannot run without (`NEEDS`), checked before any work;
+- `automatic`: run whenever its needs are met, without being listed in `eval.evaluators`
+  (the kernel evaluators under `backend=triton`);
+- `section`: an optional report section of its own (sparsify/report/parts.py).
+
+Results are stored per level and per evaluator under `levels/level_XX/eval/<key>/` and reused
+when present (sparsify/evaluate/stage.py): an evaluator runs once per level and settings.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from torch import Tensor
 
-from sparsify.data.base import DataBundle, Loader
+from sparsify.records import Table
 from sparsify.registry import Registry
+
+if TYPE_CHECKING:
+    from sparsify.evaluate.context import EvalContext
+
+# What an evaluator may need, and what provides it (the words of the refusal).
+NEEDS = {
+    "kernels": "backend=triton (the model converted to sparsify's kernels)",
+    "cuda": "a CUDA GPU (device=cuda, or device=auto on a machine with one)",
+    "dense": "a dense reference level (the methods whose level 0 trains dense: not gmp, "
+    "supermask, edgepopup)",
+    "val": "a validation split (data.val_fraction > 0)",
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How to read and show one scalar."""
+
+    label: str  # words for tables and axes, e.g. "accuracy"
+    percent: bool = False  # a fraction in [0, 1], shown as a percentage
+    unit: str = ""  # shown after the number: " ms", "x"
+    digits: int = 4  # decimals shown (2 for percentages)
+    higher_is_better: Optional[bool] = None
+    plot: bool = False  # one figure of it against sparsity in the report
+    headline: bool = False  # in the level's console line
+
+    def format(self, value: Any) -> str:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "" if value is None else str(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if self.percent:
+            return f"{100 * value:.{min(self.digits, 2)}f}%"
+        return f"{value:.{self.digits}f}{self.unit}"
 
 
 @dataclass
-class EvalContext:
-    model: nn.Module
-    data: DataBundle
-    loader: Loader  # the split being evaluated (eval.split)
-    device: torch.device
+class EvalResult:
+    """What an evaluator returns for one level."""
+
+    scalars: dict[str, float] = field(default_factory=dict)  # keys declared in `metrics`
+    tables: dict[str, Table] = field(default_factory=dict)  # small: kept in results.json
+    arrays: dict[str, Tensor] = field(default_factory=dict)  # large: <name>.pt beside the result
 
 
-Evaluator = Callable[[EvalContext], dict[str, float]]
+@dataclass(frozen=True)
+class Evaluator:
+    name: str
+    fn: Callable[[EvalContext], EvalResult]
+    metrics: dict[str, MetricSpec]
+    settings: Optional[type] = None
+    needs: frozenset[str] = frozenset()
+    automatic: bool = False
+    section: Optional[Callable[..., Any]] = None  # (ReportInput) -> list[Section]
+
+    def __call__(self, ctx: EvalContext) -> EvalResult:
+        result = self.fn(ctx)
+        undeclared = sorted(set(result.scalars) - set(self.metrics))
+        assert not undeclared, f"evaluator {self.name} returned undeclared keys {undeclared}"
+        return result
+
+
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 
 
-@torch.no_grad()
-def loss_and_topk(
-    model: nn.Module,
-    loader: Loader,
-    device: torch.device,
-    ks: tuple[int, ...] = (1,),
-    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[float, dict[int, float]]:
-    """Mean cross-entropy and top-k accuracies (fractions in [0, 1]) of `model` over `loader`
-    (through `forward(model, x)` instead of `model(x)` when given)."""
-    was_training = model.training
-    model.eval()
-    loss_sum, n = 0.0, 0
-    correct = dict.fromkeys(ks, 0)
-    for x, y in loader.batches(0):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = (model(x) if forward is None else forward(model, x)).float()
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        top = logits.topk(max(ks), dim=1).indices
-        hits = top == y[:, None]
-        for k in ks:
-            correct[k] += int(hits[:, :k].any(dim=1).sum())
-        n += y.numel()
-    model.train(was_training)
-    assert n > 0, "empty evaluation split"
-    return loss_sum / n, {k: c / n for k, c in correct.items()}
+def evaluator(
+    name: str,
+    *,
+    metrics: dict[str, MetricSpec],
+    settings: Optional[type] = None,
+    needs: tuple[str, ...] = (),
+    automatic: bool = False,
+    section: Optional[Callable[..., Any]] = None,
+    registry: Registry[Evaluator] = EVALUATORS,
+) -> Callable[[Callable[[EvalContext], EvalResult]], Callable[[EvalContext], EvalResult]]:
+    """Decorator: register `fn` as the evaluator `name` (see the module docstring)."""
+    unknown = set(needs) - set(NEEDS)
+    assert not unknown, f"evaluator {name}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}"
+
+    def decorate(fn: Callable[[EvalContext], EvalResult]) -> Callable[[EvalContext], EvalResult]:
+        entry = Evaluator(name, fn, dict(metrics), settings, frozenset(needs), automatic, section)
+        registry.register(name)(entry)
+        return fn
+
+    return decorate

@@ -18,6 +18,10 @@ and listed in results.json.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sparsify.checks import check_range
+from sparsify.config import ScoredPruneConfig
 from sparsify.errors import UserError
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method, prune_by
 from sparsify.sparsity.criteria import magnitude_scores
@@ -26,8 +30,28 @@ from sparsify.training.loop import MaskChange, Segment
 _PHASES = ("dense_warmup", "compressed", "decompressed", "final_decompressed", "final_compressed")
 
 
+@dataclass
+class ACDCConfig(ScoredPruneConfig):
+    sparsity: float = 0.9  # the sparsity of the compressed phases, in [0, 1)
+    dense_warmup: str = "2ep"
+    compressed: str = "1ep"
+    decompressed: str = "1ep"
+    final_decompressed: str = "1ep"
+    final_compressed: str = "2ep"
+
+    def check(self) -> None:
+        from sparsify.training.steps import check_step
+
+        super().check()
+        check_range("prune.sparsity", self.sparsity, 0.0, 1.0)
+        for key in _PHASES:
+            check_step(getattr(self, key), f"prune.{key}")
+
+
 @METHODS.register("acdc")
 class ACDC(Method):
+    config_class = ACDCConfig
+
     def num_levels(self) -> int:
         return 2
 
@@ -73,7 +97,9 @@ class ACDC(Method):
             final = ctx.final(0)
             scores = magnitude_scores(ctx.prunable_part(final))
             mask = prune_by(self.cfg, scores, ctx.dense_mask(), self.cfg.sparsity)
-            return LevelPlan(mask, final, Segment(final_start, ctx.total), continue_optimizer=True)
+            return LevelPlan(
+                mask, final, Segment(final_start, ctx.total), resume_optimizer_from_previous=True
+            )
         starts = dict(phases[:-1])  # iteration -> compressed?
         dense = ctx.dense_mask()
 
@@ -91,5 +117,5 @@ class ACDC(Method):
             dense,
             ctx.init,
             Segment(0, final_start, mask_schedule=schedule),
-            keep_optimizer=True,
+            save_optimizer=True,
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor
@@ -18,10 +18,10 @@ from sparsify.registry import Registry
 from sparsify.seeding import METHOD_STREAM, seeded_generator
 from sparsify.sparsity.allocation import prune_mask
 from sparsify.sparsity.mask import Mask
-from sparsify.sparsity.score_masks import ScoreMasks
 from sparsify.training.loop import Segment
 from sparsify.training.optim import LRSchedule
 from sparsify.training.steps import to_iterations
+from sparsify.training.trainable import Trainable
 
 StateDict = dict[str, Tensor]
 
@@ -31,13 +31,13 @@ class LevelPlan:
     mask: Mask
     weights: StateDict  # the state_dict training starts from (the runner applies the mask)
     segment: Segment
-    # learnt masks over frozen weights (supermask, edgepopup): the optimizer trains these, and
-    # at the end they write the weights they select into the model
-    scores: Optional[ScoreMasks] = None
-    # save the optimizer's state with the level, for the next level to continue it
-    keep_optimizer: bool = False
-    # start from the optimizer state the previous level kept (its momentum, say), not a fresh one
-    continue_optimizer: bool = False
+    # what the optimizer trains: the model's weights, or (supermask, edgepopup) scores over the
+    # frozen model that at the end write the weights they select into it
+    trains: Trainable = field(default_factory=Trainable)
+    # save the optimizer's state with the level (optimizer.pt), for the next level to resume it
+    save_optimizer: bool = False
+    # start from the optimizer state the previous level saved (its momentum, say), not a fresh one
+    resume_optimizer_from_previous: bool = False
 
 
 @dataclass
@@ -74,6 +74,14 @@ class Context:
 
 
 class Method(ABC):
+    # the schema of this method's `prune.*` settings (conf/prune/<name>.yaml selects it)
+    config_class: ClassVar[type[PruneConfig]] = PruneConfig
+    # the level that trains the dense model, the reference pruned levels are compared with;
+    # None for methods that never train one (gmp prunes during its only training)
+    dense_level: ClassVar[Optional[int]] = 0
+    # whether it prunes at all (dense: no, so it runs even when prune.exclude leaves nothing)
+    prunes: ClassVar[bool] = True
+
     def __init__(self, cfg: PruneConfig) -> None:
         self.cfg = cfg
 
@@ -96,7 +104,7 @@ class Method(ABC):
         does not fit the run (checked before anything is written). The default has none."""
         return None
 
-    def dense_level(self, ctx: Context, snapshots: dict[str, int] | None = None) -> LevelPlan:
+    def dense_plan(self, ctx: Context, snapshots: dict[str, int] | None = None) -> LevelPlan:
         """The plain first level: every weight alive, from initialisation, the whole schedule."""
         return LevelPlan(
             ctx.dense_mask(), ctx.init, Segment(0, ctx.total, snapshots=snapshots or {})

@@ -11,14 +11,39 @@ pruned (allocation and granularity as configured). Each update is a `mask` event
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sparsify.checks import check_range
+from sparsify.config import ScoredPruneConfig
 from sparsify.errors import UserError
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method, prune_by
 from sparsify.sparsity.criteria import magnitude_scores
 from sparsify.training.loop import MaskChange, Segment
 
 
+@dataclass
+class GMPConfig(ScoredPruneConfig):
+    sparsity: float = 0.9  # s_f: the final sparsity, in [0, 1)
+    initial_sparsity: float = 0.0  # s_i, in [0, sparsity]
+    start: str = "1ep"  # t0: first mask update
+    stop: str = "7ep"  # t0 + nΔt: last update, where `sparsity` is reached
+    frequency: str = "10it"  # Δt: iterations between mask updates
+
+    def check(self) -> None:
+        from sparsify.training.steps import check_step
+
+        super().check()
+        check_range("prune.sparsity", self.sparsity, 0.0, 1.0)
+        check_range("prune.initial_sparsity", self.initial_sparsity, 0.0, 1.0)
+        for key in ("start", "stop", "frequency"):
+            check_step(getattr(self, key), f"prune.{key}")
+
+
 @METHODS.register("gmp")
 class GradualMagnitude(Method):
+    config_class = GMPConfig
+    dense_level = None  # it prunes during its only training
+
     def num_levels(self) -> int:
         return 1
 

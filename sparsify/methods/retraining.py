@@ -18,22 +18,55 @@ Iterative (`prune.iterative=true`, the default): level L has sparsity 1 − (1 �
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
+from sparsify.checks import check_choice, check_range
+from sparsify.config import ScoredPruneConfig
 from sparsify.errors import UserError
 from sparsify.methods.base import Context, LevelPlan, Method, prune_by
 from sparsify.methods.restart import restart_weights
 from sparsify.seeding import MASK_DRAWS, RESTART_DRAWS
-from sparsify.sparsity.criteria import criterion_scores
+from sparsify.sparsity.criteria import CRITERIA, criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
 
 SIGNED = ("small_final", "magnitude_increase")  # scores that can be negative
 
 
+@dataclass
+class RetrainingConfig(ScoredPruneConfig):
+    iterative: bool = True  # levels of `rate`; false: one shot to `sparsity`
+    sparsity: float = 0.9  # one-shot target: fraction of prunable weights set to zero, in [0, 1)
+    rate: float = 0.2  # iterative: fraction of the remaining weights pruned per level, in (0, 1)
+    levels: int = 8  # iterative: pruning levels after the dense level 0
+    rewind: str = "0it"  # step k: weights (lth, wr) or schedule (lrr) rewound to; '0it' = init
+    criterion: str = "large_final"  # mask criterion (Zhou et al. 2019), see sparsity/criteria.py
+    restart: str = (
+        "rewind"  # what survivors restart from: rewind, reinit, reshuffle, signed_constant
+    )
+    finetune_lr: Optional[float] = None  # finetune: fixed lr; None = the schedule's last
+
+    def check(self) -> None:
+        from sparsify.methods.restart import RESTARTS
+        from sparsify.training.steps import check_step
+
+        super().check()
+        check_range("prune.sparsity", self.sparsity, 0.0, 1.0)
+        check_range("prune.rate", self.rate, 0.0, 1.0, lo_open=True)
+        check_range("prune.levels", self.levels, 0, None)
+        check_choice("prune.criterion", self.criterion, CRITERIA)
+        check_choice("prune.restart", self.restart, RESTARTS)
+        check_step(self.rewind, "prune.rewind")
+        if self.finetune_lr is not None:
+            check_range("prune.finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
+
+
 class Retraining(Method):
+    config_class = RetrainingConfig
     policy: ClassVar[str]
-    uses_rewind: ClassVar[bool] = True  # whether prune.rewind matters (magnitude: no)
+    # whether the method has prune.rewind and prune.restart (magnitude: no; it never rewinds)
+    has_rewind: ClassVar[bool] = True
 
     def num_levels(self) -> int:
         return self.cfg.levels + 1 if self.cfg.iterative else 2
@@ -52,7 +85,7 @@ class Retraining(Method):
 
     def check(self, ctx: Context) -> None:
         k = self.rewind_step(ctx)
-        if k >= ctx.total and self.uses_rewind:
+        if k >= ctx.total and self.has_rewind:
             raise UserError(
                 f"prune.rewind={self.cfg.rewind} is at or past the end of training "
                 f"({ctx.total} iterations = train.epochs × {ctx.iterations_per_epoch}); "
@@ -76,7 +109,7 @@ class Retraining(Method):
                 f"prune.granularity=nm fixes the sparsity at 1 - n/m = {1 - self.cfg.n / self.cfg.m:g}; "
                 "prune once with prune.iterative=false (or prune=magnitude)"
             )
-        if self.cfg.restart != "rewind" and self.policy != "rewind":
+        if self.has_rewind and self.cfg.restart != "rewind" and self.policy != "rewind":
             raise UserError(
                 f"prune.restart={self.cfg.restart} needs a method that rewinds weights (lth, wr, "
                 f"random); prune={self.cfg.name} keeps the previous level's weights"
@@ -99,7 +132,7 @@ class Retraining(Method):
         k = self.rewind_step(ctx)
         if level == 0:
             snapshot = self.policy == "rewind" and k > 0
-            return self.dense_level(ctx, snapshots={"rewind": k} if snapshot else {})
+            return self.dense_plan(ctx, snapshots={"rewind": k} if snapshot else {})
         mask = self.next_mask(level, ctx)
         if self.policy == "rewind":
             start = ctx.init if k == 0 else ctx.snapshot(0, "rewind")

@@ -15,30 +15,105 @@ sparsity/score_masks.py.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 import torch
+from torch import nn
 
-from sparsify.errors import UserError
+from sparsify.checks import check_choice, check_range
+from sparsify.config import PruneConfig, TrainConfig
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method
 from sparsify.seeding import FROZEN_WEIGHTS, SCORE_INIT
-from sparsify.sparsity.score_masks import ScoreMasks
-from sparsify.training.loop import Segment
+from sparsify.sparsity.mask import Mask
+from sparsify.sparsity.score_masks import EVAL_MASKS, ScoreMasks
+from sparsify.training.loop import Forward, Segment
+from sparsify.training.trainable import Trainable
 
 WEIGHT_INITS = ("kaiming_normal", "signed_kaiming_constant")
 
 
+class LearntScores(Trainable):
+    """A level that trains `scores` over the frozen model: the optimizer holds only the scores,
+    at `prune.score_lr` (through the group's `lr_scale`, so they follow the schedule's shape) with
+    `prune.score_weight_decay`; at the end the model holds the weights the learnt mask keeps."""
+
+    state_key = "scores"
+
+    def __init__(self, scores: ScoreMasks, cfg: PruneConfig) -> None:
+        self.scores, self.cfg = scores, cfg
+
+    @property
+    def forward(self) -> Forward:
+        return self.scores.forward_model
+
+    def param_groups(self, model: nn.Module, train: TrainConfig) -> list[Any]:
+        lr = self.cfg.score_lr if self.cfg.score_lr is not None else train.lr
+        wd = self.cfg.score_weight_decay
+        return [
+            {
+                "params": list(self.scores.parameters()),
+                "lr_scale": lr / train.lr,
+                "weight_decay": wd if wd is not None else train.weight_decay,
+            }
+        ]
+
+    def start(self, model: nn.Module) -> None:
+        self.scores.to(next(model.parameters()).device)
+        self.scores.freeze(model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scores.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scores.load_state_dict(state)
+
+    def finish(self, model: nn.Module, mask: Mask) -> Mask:
+        used = self.scores.finalize(model)  # the model now holds the weights the mask keeps
+        self.scores.release(model)
+        return used
+
+
+@dataclass
+class LearntMaskConfig(PruneConfig):
+    weight_init: str = "kaiming_normal"  # kaiming_normal or signed_kaiming_constant
+    rescale: bool = False  # dynamic weight rescaling by (weights / weights kept)
+    score_lr: Optional[float] = None  # peak lr of the scores (the schedule's shape); None: train.lr
+    score_weight_decay: Optional[float] = None  # None: train.weight_decay
+
+    def check(self) -> None:
+        super().check()
+        check_choice("prune.weight_init", self.weight_init, WEIGHT_INITS)
+        if self.score_lr is not None:
+            check_range("prune.score_lr", self.score_lr, 0.0, None, lo_open=True)
+        if self.score_weight_decay is not None:
+            check_range("prune.score_weight_decay", self.score_weight_decay, 0.0, None)
+
+
+@dataclass
+class SupermaskConfig(LearntMaskConfig):
+    eval_mask: str = "expected"  # expected (sigmoid(s) > 0.5) or sampled (seed 0)
+
+    def check(self) -> None:
+        super().check()
+        check_choice("prune.eval_mask", self.eval_mask, EVAL_MASKS)
+
+
+@dataclass
+class EdgePopupConfig(LearntMaskConfig):
+    sparsity: float = 0.5  # each layer keeps the top (1 - sparsity) of |score|, in [0, 1)
+
+    def check(self) -> None:
+        super().check()
+        check_range("prune.sparsity", self.sparsity, 0.0, 1.0)
+
+
 class _LearntMask(Method):
     kind: ClassVar[str]
+    dense_level = None  # the weights are never trained
 
     def num_levels(self) -> int:
         return 1
-
-    def check(self, ctx: Context) -> None:
-        if self.cfg.granularity != "unstructured":
-            raise UserError(
-                f"prune={self.cfg.name} learns one score per weight; use granularity=unstructured"
-            )
 
     def check_checkpoint(self, ckpt: dict, ctx: Context, what: str) -> None:
         ScoreMasks.check_state(ckpt.get("scores"), ctx.prunable_count, what)
@@ -61,20 +136,27 @@ class _LearntMask(Method):
         scores = ScoreMasks(
             {n: weights[n] for n in ctx.prunable},
             self.kind,
-            sparsity=self.cfg.sparsity,
             rescale=self.cfg.rescale,
-            eval_mask=self.cfg.eval_mask,
             generator=ctx.generator(SCORE_INIT),
+            **self.mask_settings(),
         )
-        segment = Segment(0, ctx.total, forward=scores.forward_model)
-        return LevelPlan(ctx.dense_mask(), weights, segment, scores=scores)
+        trains = LearntScores(scores, self.cfg)
+        return LevelPlan(ctx.dense_mask(), weights, Segment(0, ctx.total), trains=trains)
 
 
 @METHODS.register("supermask")
 class Supermask(_LearntMask):
+    config_class = SupermaskConfig
     kind = "bernoulli"
+
+    def mask_settings(self) -> dict[str, Any]:
+        return {"eval_mask": self.cfg.eval_mask}
 
 
 @METHODS.register("edgepopup")
 class EdgePopup(_LearntMask):
+    config_class = EdgePopupConfig
     kind = "topk"
+
+    def mask_settings(self) -> dict[str, Any]:
+        return {"sparsity": self.cfg.sparsity}

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
+from sparsify.evaluate.base import MetricSpec
 from sparsify.io import save_bytes
+from sparsify.records import LevelRecord
 
 
-def accuracy_vs_sparsity(
-    levels: list[dict[str, Any]], title: str, path: Path, split: str = "test"
+def metric_vs_sparsity(
+    levels: list[LevelRecord], key: str, spec: MetricSpec, title: str, path: Path, split: str
 ) -> None:
-    """Accuracy (%) on `split` against sparsity (%), one point per level; dense level dashed."""
+    """Metric `key` on `split` against sparsity (%), one annotated point per level that has it;
+    a dense level 0 as a dashed line. Percentages for fractions (`spec.percent`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [100 * lv["sparsity"] for lv in levels]
-    ys = [100 * lv["metrics"]["accuracy"] for lv in levels]
+    levels = [lv for lv in levels if isinstance(lv.metrics.get(key), (int, float))]
+    scale = 100 if spec.percent else 1
+    xs = [100 * lv.sparsity for lv in levels]
+    ys = [scale * lv.metrics[key] for lv in levels]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(xs, ys, marker="o")
     for lv, x, y in zip(levels, xs, ys):
         ax.annotate(
-            str(lv["level"]),
+            str(lv.level),
             (x, y),
             textcoords="offset points",
             xytext=(0, 6),
@@ -32,11 +36,12 @@ def accuracy_vs_sparsity(
             fontsize=8,
         )
     # a dense level 0 (a handful of weights can end exactly at zero by chance)
-    if levels and levels[0]["level"] == 0 and levels[0]["sparsity"] < 1e-4:
+    if levels and levels[0].level == 0 and levels[0].sparsity < 1e-4:
         ax.axhline(ys[0], linestyle="--", color="gray", linewidth=1, label="dense")
         ax.legend(loc="lower left")
     ax.set_xlabel("sparsity (% of prunable weights zero)")
-    ax.set_ylabel(f"{split} accuracy (%)")
+    unit = " (%)" if spec.percent else (f" ({spec.unit.strip()})" if spec.unit.strip() else "")
+    ax.set_ylabel(f"{split} {spec.label}{unit}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

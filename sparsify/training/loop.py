@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from sparsify.config import TrainConfig
-from sparsify.data.base import DataBundle
-from sparsify.evaluate.base import loss_and_topk
+from sparsify.data.base import Loader
+from sparsify.evaluate.metrics import loss_and_topk
 from sparsify.sparsity.enforce import MaskEnforcer
 from sparsify.sparsity.mask import Mask
 from sparsify.training.optim import LRSchedule, set_lr
+
+Forward = Callable[[nn.Module, Tensor], Tensor]  # (model, x) -> logits, in place of model(x)
 
 
 @dataclass
@@ -35,7 +37,7 @@ class MaskChange:
 
 
 # (iteration, live prunable weights, current mask) -> a change at this iteration, or None
-MaskSchedule = Callable[[int, dict[str, torch.Tensor], Mask], Optional[MaskChange]]
+MaskSchedule = Callable[[int, dict[str, Tensor], Mask], Optional[MaskChange]]
 
 
 @dataclass
@@ -48,24 +50,47 @@ class Segment:
     snapshots: dict[str, int] = field(default_factory=dict)  # name -> iteration to save weights at
     # Consulted before every step; must be cheap when nothing changes (a set lookup).
     mask_schedule: Optional[MaskSchedule] = None
-    # (model, x) -> logits, in place of model(x): supermasks substitute masked weights
-    forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None
+
+
+class MaskState:
+    """The mask in force during a level and the enforcer that keeps it: its one owner.
+
+    `change` applies a new mask to the model's weights (pruned ones become zero, revived ones
+    restart from the zero they hold), enforces it from then on and reports it to `on_change`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mask: Mask,
+        on_change: Callable[[int, MaskChange], None] = lambda it, change: None,
+    ) -> None:
+        self.model, self.on_change = model, on_change
+        self.mask = mask
+        self.enforcer = MaskEnforcer(model, mask)
+
+    def change(self, it: int, change: MaskChange) -> None:
+        self.mask = change.mask
+        self.mask.apply_(self.model)
+        self.enforcer = MaskEnforcer(self.model, self.mask)
+        self.on_change(it, change)
 
 
 @dataclass
-class Hooks:
-    """Callbacks into the run: logging, checkpoints and weight snapshots."""
+class LoopEvents:
+    """Where the loop's events go (the runner's tracker and run directory)."""
 
-    log: Callable[[dict[str, Any]], None]  # one event (train step, epoch summary)
+    log: Callable[[dict[str, Any]], None]  # one event: a train step, an epoch summary
+    console: Callable[[str], None]  # one line for the person watching
     checkpoint: Callable[[int, torch.optim.Optimizer], None]  # (iterations done, optimizer)
-    snapshot: Callable[[str, dict[str, torch.Tensor]], None]  # (name, state_dict)
-    # (iteration, change) -> the enforcer of the new mask; the run also records and logs it
-    change_mask: Callable[[int, MaskChange], MaskEnforcer]
-    mask: Callable[[], Mask]  # the mask in force
-    prunable: list[str]  # names of the prunable weights
+    snapshot: Callable[[str, dict[str, Tensor]], None]  # (name, state_dict)
     checkpoint_every: int  # iterations
     log_every: int  # iterations between train-step events
     title: str  # e.g. "level 2/9"
+
+
+def cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    """A detached CPU copy of `model.state_dict()`."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -73,103 +98,123 @@ def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def _batches_from(loader: Loader, it: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """The training batches from iteration `it` on, across epochs, forever."""
+    epoch, first = divmod(it, len(loader))
+    while True:
+        yield from loader.batches(epoch, start=first)
+        epoch, first = epoch + 1, 0
+
+
+class EpochMeter:
+    """Training loss and accuracy of the current epoch, accumulated on the device: a .item() per
+    step would synchronise a GPU every batch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen, self.started = 0, time.perf_counter()
+
+    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        self.loss += loss.detach() * y.numel()
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.seen += y.numel()
+
+    def summary(self) -> dict[str, float]:
+        """The epoch's means, then the meter starts the next epoch."""
+        out = {
+            "train_loss": float(self.loss) / self.seen,
+            "train_accuracy": int(self.correct) / self.seen,
+        }
+        self.loss.zero_()
+        self.correct.zero_()
+        self.seen = 0
+        return out
+
+    def seconds(self) -> float:
+        """Seconds since the epoch started; restarts the clock."""
+        now = time.perf_counter()
+        elapsed, self.started = now - self.started, now
+        return elapsed
+
+
 def train_segment(
     model: nn.Module,
-    data: DataBundle,
+    train: Loader,
+    val: Optional[Loader],
     optimizer: torch.optim.Optimizer,
-    enforcer: MaskEnforcer,
+    masks: MaskState,
     segment: Segment,
     schedule: LRSchedule,
     cfg: TrainConfig,
     device: torch.device,
-    hooks: Hooks,
+    events: LoopEvents,
+    forward: Optional[Forward] = None,
     resume_from: Optional[int] = None,
 ) -> None:
     """Train `model` in place over `segment`, starting at `resume_from` if given (an iteration in
-    [segment.start, segment.end) reached by a previous, interrupted call)."""
-    ipe = len(data.train)
+    [segment.start, segment.end) reached by a previous, interrupted call). `forward(model, x)`
+    replaces `model(x)` in training and validation when given (learnt masks)."""
+    ipe = len(train)
     it = segment.start if resume_from is None else resume_from
-    show_bar = cfg.progress and sys.stderr.isatty()
     bar = tqdm(
         total=segment.end - segment.start,
         initial=it - segment.start,
-        desc=hooks.title,
+        desc=events.title,
         unit="it",
-        disable=not show_bar,
+        disable=not (cfg.progress and sys.stderr.isatty()),
         dynamic_ncols=True,
         leave=False,
     )
-    say = tqdm.write if show_bar else print
+
+    def snapshots_at(it: int) -> None:
+        for name, at in segment.snapshots.items():
+            if at == it:
+                events.snapshot(name, cpu_state(model))
+
     model.train()
-    enforcer.mask_weights()
+    masks.enforcer.mask_weights()
     params = dict(model.named_parameters())
-    live = {n: params[n] for n in hooks.prunable}
-    epoch_loss = torch.zeros((), device=device)
-    epoch_correct = torch.zeros((), device=device, dtype=torch.long)
-    epoch_seen, epoch_start = 0, time.perf_counter()
+    live = {n: params[n] for n in masks.mask}
+    meter = EpochMeter(device)
+    batches = _batches_from(train, it)
     while it < segment.end:
-        epoch, first = divmod(it, ipe)
-        for x, y in data.train.batches(epoch, start=first):
-            for name, at in segment.snapshots.items():
-                if at == it:
-                    hooks.snapshot(
-                        name, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    )
-            if segment.mask_schedule is not None:
-                change = segment.mask_schedule(it, live, hooks.mask())
-                if change is not None:
-                    enforcer = hooks.change_mask(it, change)
-                    if change.reset_momentum:
-                        optimizer.state.clear()
-            lr = segment.fixed_lr if segment.fixed_lr is not None else schedule(it)
-            set_lr(optimizer, lr)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, cfg.bf16):
-                logits = model(x) if segment.forward is None else segment.forward(model, x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            enforcer.mask_grads()
-            optimizer.step()
-            enforcer.mask_weights()
-            it += 1
-            bar.update(1)
-            # Accumulate on the device; a .item() per step would synchronise a GPU every batch.
-            epoch_loss += loss.detach() * y.numel()
-            epoch_correct += (logits.detach().argmax(1) == y).sum()
-            epoch_seen += y.numel()
-            if it % hooks.log_every == 0:
-                hooks.log({"event": "train", "step": it, "loss": float(loss.detach()), "lr": lr})
-            epoch_end = it % ipe == 0 or it == segment.end
-            if epoch_end:
-                stats = {
-                    "event": "epoch",
-                    "epoch": (it - 1) // ipe + 1,
-                    "step": it,
-                    "lr": lr,
-                    "train_loss": float(epoch_loss) / epoch_seen,
-                    "train_accuracy": int(epoch_correct) / epoch_seen,
-                }
-                if data.val is not None:
-                    val_loss, val_acc = loss_and_topk(
-                        model, data.val, device, forward=segment.forward
-                    )
-                    stats.update(val_loss=val_loss, val_accuracy=val_acc[1])
-                stats["seconds"] = time.perf_counter() - epoch_start
-                hooks.log(stats)
-                say(_epoch_line(hooks.title, stats, -(-segment.end // ipe)))
-                epoch_loss.zero_()
-                epoch_correct.zero_()
-                epoch_seen, epoch_start = 0, time.perf_counter()
-            if it % hooks.checkpoint_every == 0 and it < segment.end:
-                hooks.checkpoint(it, optimizer)
-            if it == segment.end:
-                break
-    for name, at in segment.snapshots.items():
-        if at == segment.end:
-            hooks.snapshot(
-                name, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            )
+        x, y = next(batches)
+        snapshots_at(it)
+        if segment.mask_schedule is not None:
+            change = segment.mask_schedule(it, live, masks.mask)
+            if change is not None:
+                masks.change(it, change)
+                if change.reset_momentum:
+                    optimizer.state.clear()
+        lr = segment.fixed_lr if segment.fixed_lr is not None else schedule(it)
+        set_lr(optimizer, lr)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device, cfg.bf16):
+            logits = model(x) if forward is None else forward(model, x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        masks.enforcer.mask_grads()
+        optimizer.step()
+        masks.enforcer.mask_weights()
+        it += 1
+        bar.update(1)
+        meter.add(loss, logits, y)
+        if it % events.log_every == 0:
+            events.log({"event": "train", "step": it, "loss": float(loss.detach()), "lr": lr})
+        if it % ipe == 0 or it == segment.end:  # the end of an epoch
+            stats = {"event": "epoch", "epoch": (it - 1) // ipe + 1, "step": it, "lr": lr}
+            stats.update(meter.summary())
+            if val is not None:
+                val_loss, val_acc = loss_and_topk(model, val, device, forward=forward)
+                stats.update(val_loss=val_loss, val_accuracy=val_acc[1])
+            stats["seconds"] = meter.seconds()
+            events.log(stats)
+            events.console(_epoch_line(events.title, stats, -(-segment.end // ipe)))
+        if it % events.checkpoint_every == 0 and it < segment.end:
+            events.checkpoint(it, optimizer)
+    snapshots_at(segment.end)
     bar.close()
 
 

@@ -1,0 +1,130 @@
+"""`python -m sparsify.evaluate RUN_DIR [eval=OPTION] [eval.KEY=VALUE ...] [backend=...] [device=...]`:
+evaluate the trained levels of an existing run again, with other evaluators or settings, without
+retraining anything.
+
+The training config comes from the run's config.yaml; only the evaluation (`eval`, `eval.*`), the
+execution backend (`backend`, `backend.*`) and `device` may be given, in Hydra's override syntax.
+Each level's results that are already on disk for these settings are reused; the others are
+computed and stored beside them. metrics.json, results.json and the report are rewritten; the
+training files (config.yaml, init.pt, final.pt, mask.pt, training.json, checkpoint.pt, log.jsonl)
+are not touched.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sparsify.errors import UserError
+
+EVALUATION_KEYS = ("eval", "backend", "device")
+TRAINING_KEYS = ("data", "model", "prune", "train", "seed")
+
+
+def _evaluation_config(saved: dict[str, Any], overrides: list[str]) -> DictConfig:
+    """The saved training settings with the evaluation settings composed from `overrides`."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.split(".", 1)[0].split("/", 1)[0] not in EVALUATION_KEYS:
+            raise UserError(
+                f"{override!r}: sparsify.evaluate changes only the evaluation ({', '.join(EVALUATION_KEYS)}"
+                " and their keys); to train differently, run python -m sparsify"
+            )
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sparsify.compose import compose
+
+    try:
+        composed = compose(overrides, validate=False)
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = e.__cause__ or e
+        raise UserError(" ".join(str(cause).split("\n")[0].split())) from None
+    cfg = OmegaConf.create({k: saved[k] for k in TRAINING_KEYS if k in saved})
+    for key in EVALUATION_KEYS:  # typed nodes: the evaluators' settings keep their schema
+        cfg[key] = composed[key]
+    return cfg
+
+
+def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Evaluate the trained levels of the run in `run_dir` as `overrides` say; returns the
+    results.json content (or, for a run whose levels are not all trained yet, the evaluated
+    levels' records without writing results.json)."""
+    from sparsify.config import DataConfig, ModelConfig
+    from sparsify.data import build_data
+    from sparsify.evaluate.stage import EvaluationStage
+    from sparsify.methods import METHODS
+    from sparsify.models import build_model
+    from sparsify.run import level_line, publish, resolve_device
+    from sparsify.rundir import RunDir
+    from sparsify.runview import RunView
+    from sparsify.sparsity import prunable_weights
+    from sparsify.training.loop import cpu_state
+    from sparsify.validate import check_backend, check_eval
+
+    rd = RunDir(Path(run_dir))
+    if not rd.path.is_dir():
+        raise UserError(f"{rd.path} is not a folder; give the run directory of a sparsify run")
+    saved = rd.saved_config()
+    cfg = _evaluation_config(saved, list(overrides))
+    method = METHODS.get(str(cfg.prune.name))(cfg.prune)
+    check_eval(cfg)
+    check_backend(cfg)
+    device = resolve_device(str(cfg.device))
+    try:
+        data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), saved["data"])
+        model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), saved["model"])
+    except Exception as e:  # a config.yaml of another version of sparsify
+        raise UserError(f"{rd.config_path}: {' '.join(str(e).split())[:200]}") from None
+    data = build_data(data_cfg, int(cfg.train.batch_size), int(cfg.eval.batch_size), int(cfg.seed))
+
+    def build() -> torch.nn.Module:
+        return build_model(model_cfg, data.num_classes, data.in_channels, data.image_size)
+
+    with torch.random.fork_rng(devices=[]):
+        like = cpu_state(build())
+    init = rd.load_state(rd.init_path, like, "initial weights")
+    with torch.random.fork_rng(devices=[]):
+        prunable = list(prunable_weights(build(), list(cfg.prune.get("exclude", []))))
+    view = RunView(rd, init, prunable, build)
+    levels = view.trained_levels()
+    if not levels:
+        raise UserError(f"{rd.path} has no trained level yet; nothing to evaluate")
+    stage = EvaluationStage(cfg, data, view, device, method.dense_level)
+    records = []
+    for level in levels:
+        record = stage.evaluate(view.record(level))
+        if rd.save_metrics(record):
+            print(level_line(record, stage, method.num_levels()))
+        records.append(record)
+    if len(levels) < method.num_levels():
+        print(
+            f"sparsify: {len(levels)} of {method.num_levels()} levels are trained; results.json "
+            "and the report are written once the run finishes"
+        )
+        return {"levels": [r.to_json(layers=False) for r in records]}
+    return publish(rd, saved, method.dense_level, stage, records).to_json()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sparsify.errors import exit_with
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if args else 2)
+    try:
+        evaluate_run(Path(args[0]), args[1:])
+    except UserError as e:
+        exit_with(e)
+    rd = Path(args[0])
+    if (rd / "report.md").exists():
+        print(f"results: {rd / 'results.json'}\nreport:  {rd / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

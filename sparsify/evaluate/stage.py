@@ -1,0 +1,233 @@
+"""Evaluation as a stage over saved levels.
+
+A level is evaluated from its saved files (final.pt, mask.pt, training.json), never from the
+training process's memory, so `python -m sparsify` (after each level) and
+`python -m sparsify.evaluate RUN_DIR` (any time later) evaluate exactly the same thing. Each
+evaluator's result is kept in `levels/level_XX/eval/<name>-<hash>/result.json` (plus its arrays
+and artefacts), where the hash covers what determines the result: the evaluator's settings that
+differ from their defaults, the split, the evaluation batch size and (backend=triton) the kernel
+settings. A result that exists is read back, not recomputed (OpenLTH's existence rule), so turning
+an evaluator on for a finished sweep computes only that evaluator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from sparsify.data.base import DataBundle
+from sparsify.errors import UserError
+from sparsify.evaluate.base import EVALUATORS, NEEDS, EvalResult, Evaluator, MetricSpec
+from sparsify.evaluate.context import EvalContext, LevelModels
+from sparsify.io import load_json, load_torch, save_json, save_torch
+from sparsify.records import LevelRecord
+from sparsify.runview import RunView
+
+RESULT = "result.json"
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def settings_of(entry: Evaluator, eval_cfg: Any) -> Any:
+    """The evaluator's settings dataclass filled from `eval.<name>`, or None if it has none."""
+    if entry.settings is None:
+        return None
+    node = eval_cfg.get(entry.name) if hasattr(eval_cfg, "get") else None
+    values = _plain(node) or {}
+    return entry.settings(**values)
+
+
+def _non_default(settings: Any) -> dict[str, Any]:
+    if settings is None:
+        return {}
+    out = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = object()
+        if value != default:
+            out[f.name] = value
+    return out
+
+
+def needs_met(need: str, cfg: Any) -> bool:
+    """Whether the composed config `cfg` provides `need` (evaluate/base.py NEEDS)."""
+    if need == "kernels":
+        return cfg.backend.name == "triton"
+    if need == "cuda":
+        return str(cfg.device).startswith("cuda") or (
+            cfg.device == "auto" and torch.cuda.is_available()
+        )
+    if need == "dense":
+        from sparsify.methods import METHODS
+
+        return cfg.prune.name in METHODS and METHODS.get(cfg.prune.name).dense_level is not None
+    assert need == "val", need
+    return cfg.data.val_fraction > 0
+
+
+def selected(cfg: Any) -> list[Evaluator]:
+    """The evaluators a run with config `cfg` runs: those listed in `eval.evaluators`, in order,
+    then the automatic ones whose needs are met. A UserError for an unknown name, a listed one
+    whose needs are not met, or two that report the same key."""
+    names = list(cfg.eval.evaluators)
+    if not names:
+        raise UserError(
+            f"eval.evaluators is empty; list at least one of: {', '.join(EVALUATORS.names())}"
+        )
+    entries = []
+    for name in names:
+        if name not in EVALUATORS:
+            raise UserError(
+                f"eval.evaluators: {name!r} is not valid; choose one of: "
+                f"{', '.join(EVALUATORS.names())}"
+            )
+        entry = EVALUATORS.get(name)
+        if entry in entries:
+            raise UserError(f"eval.evaluators lists {name} twice")
+        for need in sorted(entry.needs):
+            if not needs_met(need, cfg):
+                raise UserError(f"evaluator {name} needs {NEEDS[need]}")
+        entries.append(entry)
+    for name in EVALUATORS.names():
+        entry = EVALUATORS.get(name)
+        if entry.automatic and entry not in entries and all(needs_met(n, cfg) for n in entry.needs):
+            entries.append(entry)
+    owner: dict[str, str] = {}
+    for entry in entries:
+        for key in entry.metrics:
+            if key in owner:
+                raise UserError(
+                    f"evaluators {owner[key]} and {entry.name} both report {key!r}; "
+                    "evaluate with one of them, or rename the key in one"
+                )
+            owner[key] = entry.name
+    return entries
+
+
+def metric_specs(entries: list[Evaluator]) -> dict[str, MetricSpec]:
+    """Every selected evaluator's declared scalars, in evaluator order."""
+    return {k: spec for entry in entries for k, spec in entry.metrics.items()}
+
+
+class EvaluationStage:
+    """Evaluates the saved levels of one run with the evaluators a config selects."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        data: DataBundle,
+        run: RunView,
+        device: torch.device,
+        dense_level: Optional[int],
+    ) -> None:
+        self.cfg, self.data, self.run, self.device = cfg, data, run, device
+        self.dense_level = dense_level
+        self.entries = selected(cfg)
+        self.specs = metric_specs(self.entries)
+        self.split = str(cfg.eval.split)
+        self._settings = {e.name: settings_of(e, cfg.eval) for e in self.entries}
+        self._dense: Optional[nn.Module] = None
+        backend = _plain(cfg.backend)
+        self._backend = backend if backend.get("name") == "triton" else {}
+
+    def key(self, entry: Evaluator) -> str:
+        """`<name>-<8 hex>`: the folder of this evaluator's results under each level's eval/."""
+        identity = {
+            "settings": _non_default(self._settings[entry.name]),
+            "split": self.split,
+            "batch_size": int(self.cfg.eval.batch_size),
+            "backend": self._backend,
+        }
+        text = json.dumps(identity, sort_keys=True, default=str)
+        return f"{entry.name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+    def _convert(self) -> Optional[Callable[[nn.Module], nn.Module]]:
+        if not self._backend:
+            return None
+        from sparsify.evaluate.kernels import convert_for_evaluation
+
+        return partial(convert_for_evaluation, backend=self.cfg.backend)
+
+    def dense(self) -> Optional[nn.Module]:
+        if self.dense_level is None:
+            return None
+        if self._dense is None:
+            self._dense = self.run.model(self.dense_level, self.device)
+        return self._dense
+
+    def evaluate(self, record: LevelRecord) -> LevelRecord:
+        """`record` (a trained level's) with every selected evaluator's scalars and tables,
+        computing only the results not yet on disk."""
+        level = record.level
+        models = LevelModels(self.run, level, self.device, self._convert())
+        metrics: dict[str, float] = {}
+        tables: dict[str, Any] = {}
+        for entry in self.entries:
+            key = self.key(entry)
+            folder = self.run.rd.eval_dir(level, key)
+            result = _load(folder, entry) if (folder / RESULT).exists() else None
+            if result is None:
+                ctx = EvalContext(
+                    level=level,
+                    record=record,
+                    models=models,
+                    data=self.data,
+                    split=self.split,
+                    device=self.device,
+                    settings=self._settings[entry.name],
+                    run=self.run,
+                    dense=self.dense,
+                    artifact_dir=folder,
+                    seed=int(self.cfg.seed),
+                    key=key,
+                    backend=self.cfg.backend,
+                )
+                result = entry(ctx)
+                _save(folder, entry, self._settings[entry.name], self.split, result)
+            metrics.update(result.scalars)
+            tables.update({f"{entry.name}/{name}": t for name, t in result.tables.items()})
+        return dataclasses.replace(record, metrics=metrics, tables=tables)
+
+
+def _save(folder, entry: Evaluator, settings: Any, split: str, result: EvalResult) -> None:
+    for name, array in result.arrays.items():
+        save_torch(array, folder / f"{name}.pt")
+    data = {
+        "evaluator": entry.name,
+        "settings": dataclasses.asdict(settings) if settings is not None else {},
+        "split": split,
+        "scalars": result.scalars,
+        "tables": result.tables,
+        "arrays": sorted(result.arrays),
+    }
+    save_json(data, folder / RESULT)  # last: its existence marks the result complete
+
+
+def _load(folder, entry: Evaluator) -> EvalResult:
+    path = folder / RESULT
+    data = load_json(path, "evaluation result")
+    bad = UserError(f"{path} is not a sparsify evaluation result; delete {folder} to re-evaluate")
+    if not isinstance(data, dict) or data.get("evaluator") != entry.name:
+        raise bad
+    scalars, tables = data.get("scalars"), data.get("tables", {})
+    if not isinstance(scalars, dict) or not isinstance(tables, dict):
+        raise bad
+    if set(scalars) - set(entry.metrics):
+        raise bad
+    arrays = {n: load_torch(folder / f"{n}.pt", "evaluation array") for n in data.get("arrays", [])}
+    return EvalResult(scalars=scalars, tables=tables, arrays=arrays)
