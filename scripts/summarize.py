@@ -4,8 +4,10 @@ level's accuracy as mean ± std over seeds (and the sparsity measured from the w
     python scripts/summarize.py runs/methods_table            # prints the table
     python scripts/summarize.py runs/methods_table --json out.json
 
-The dense row is level 0 of the runs whose level 0 trains dense (lth, wr, lrr, finetune, random,
-magnitude), over every seed found.
+The dense row is level 0 of the runs whose level 0 trains dense (results.json `dense_level`;
+acdc's level 0 keeps some exact zeros and is left out), over every seed found. Methods without a
+sparsity target (supermask learns its own) are shown in the first column with the sparsity they
+reached.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-DENSE_LEVEL0 = {"lth", "wr", "lrr", "finetune", "random", "magnitude"}
+# results.json from before `dense_level` existed: the methods whose level 0 trains dense
+LEGACY_DENSE_LEVEL0 = {"lth", "wr", "lrr", "finetune", "random", "magnitude"}
 
 
 def _mean_std(xs: list[float]) -> str:
@@ -34,15 +37,16 @@ def collect(root: Path) -> tuple[dict, dict, list]:
         results = json.loads(results_path.read_text())
         config = yaml.safe_load((results_path.parent / "config.yaml").read_text())
         method, last = results["method"], results["levels"][-1]
-        target = config["prune"]["sparsity"]
+        target = config["prune"].get("sparsity")
         final[(method, target)].append(
             (results["seed"], last["metrics"]["accuracy"], last["sparsity"])
         )
-        if method in DENSE_LEVEL0:
+        dense_level = results.get("dense_level", 0 if method in LEGACY_DENSE_LEVEL0 else None)
+        if dense_level == 0 and method != "acdc":
             dense[(results["seed"], results["data"], results["model"])] = results["levels"][0][
                 "metrics"
             ]["accuracy"]
-    targets = sorted({t for _, t in final})
+    targets = sorted({t for _, t in final if t is not None})
     return final, dense, targets
 
 
@@ -68,6 +72,8 @@ def main() -> None:
         cells = []
         for t in targets:
             runs = final.get((m, t), [])
+            if not runs and t == targets[0]:
+                runs = final.get((m, None), [])  # a learnt sparsity, shown in the first column
             if not runs:
                 cells.append("")
                 continue

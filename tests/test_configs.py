@@ -2,7 +2,9 @@
 Parametrized over conf/ and the registries, so a new YAML, method or evaluator is tested here
 without a new test."""
 
+import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,35 @@ def test_every_method_runs_end_to_end(tmp_path, method):
     results = run(compose(overrides), tmp_path / method)
     n_levels = METHODS.get(method)(compose(overrides).prune).num_levels()
     assert [lv["level"] for lv in results["levels"]] == list(range(n_levels))
+    _matches_expected(method, results)
+
+
+EXPECTED = Path(__file__).parent / "expect" / "methods.json"
+
+
+def _matches_expected(method: str, results: dict) -> None:
+    """torchvision's expect files: every method's tiny run is pinned (counts exactly, accuracy
+    within one test image, loss to 1e-4), so a change in what a method computes cannot pass
+    unseen. SPARSIFY_ACCEPT=1 rewrites the entry after a change made on purpose."""
+    got = [
+        {k: lv[k] for k in ("sparsity", "nonzero_params", "iterations")}
+        | {k: lv["metrics"][k] for k in ("accuracy", "loss")}
+        for lv in results["levels"]
+    ]
+    expected = json.loads(EXPECTED.read_text()) if EXPECTED.exists() else {}
+    if os.environ.get("SPARSIFY_ACCEPT") == "1":
+        expected[method] = got
+        EXPECTED.parent.mkdir(exist_ok=True)
+        EXPECTED.write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+        return
+    assert method in expected, f"no expected results for {method}: run with SPARSIFY_ACCEPT=1"
+    assert len(got) == len(expected[method])
+    for ours, theirs in zip(got, expected[method]):
+        assert ours["nonzero_params"] == theirs["nonzero_params"], method
+        assert ours["iterations"] == theirs["iterations"], method
+        one_image = 1.01 / 19  # the tiny run's test split holds 19 images
+        assert ours["accuracy"] == pytest.approx(theirs["accuracy"], abs=one_image), method
+        assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-4), method
 
 
 @pytest.fixture(scope="module")

@@ -225,3 +225,27 @@ def test_own_architectures_use_kaiming_normal_weights_and_zero_biases(name):
                 assert module.weight.std().item() == pytest.approx(expected, rel=0.1)
             if module.bias is not None:
                 assert torch.count_nonzero(module.bias) == 0
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_declares_its_classifier_head_and_it_can_be_replaced(name):
+    """timm's default_cfgs rule: the declared head exists, is the linear layer that produces the
+    class scores, and can be swapped for a head of another number of classes."""
+    from sparsify.models import head_name, input_size, replace_head
+
+    side = input_size(name)
+    assert isinstance(side, int) and side in (28, 32, 224)
+    model = build(name, num_classes=7, in_channels=3, image_size=8).eval()
+    head = model.get_submodule(head_name(name))
+    assert isinstance(head, nn.Linear) and head.out_features == 7
+    assert f"{head_name(name)}.weight" in model.state_dict()
+    x = torch.randn(2, 3, 8, 8)
+    features = {}
+    head.register_forward_hook(lambda m, inp, out: features.update(x=inp[0], y=out))
+    with torch.no_grad():
+        logits = model(x)
+    assert torch.equal(features["y"], logits)  # the head's output is the model's output
+    new = replace_head(model, name, 3)
+    assert model.get_submodule(head_name(name)) is new and new.in_features == head.in_features
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)

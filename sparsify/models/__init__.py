@@ -14,9 +14,9 @@ from torch import nn
 from sparsify.config import ModelConfig
 from sparsify.errors import UserError
 from sparsify.models import cifar_resnet, convnet, lenet, torchvision_resnet, vgg  # noqa: F401
-from sparsify.models.registry import MODELS
+from sparsify.models.registry import MODELS, head_name, input_size, replace_head
 
-__all__ = ["MODELS", "build_model", "builder_kwargs"]
+__all__ = ["MODELS", "build_model", "builder_kwargs", "head_name", "input_size", "replace_head"]
 
 # Every builder takes these from the dataset; a config may not set them.
 _SHAPE_ARGS = ("num_classes", "in_channels", "image_size")

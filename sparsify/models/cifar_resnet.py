@@ -77,7 +77,7 @@ def _cifar_resnet(depth: int, num_classes: int, in_channels: int, width: int) ->
     return model
 
 
-@MODELS.register("resnet20")
+@MODELS.register("resnet20", head="fc", input_size=32)
 def resnet20(num_classes: int, in_channels: int, image_size: int, width: int = 16) -> nn.Module:
     """CIFAR ResNet-20 (He et al. 2016, Section 4.2; OpenLTH's cifar_resnet_20): 3 stages of 3
     basic blocks, 16/32/64 channels (`width` sets the first stage; the others are 2× and 4× it).
@@ -89,7 +89,7 @@ def resnet20(num_classes: int, in_channels: int, image_size: int, width: int = 1
     return _cifar_resnet(20, num_classes, in_channels, width)
 
 
-@MODELS.register("resnet32")
+@MODELS.register("resnet32", head="fc", input_size=32)
 def resnet32(num_classes: int, in_channels: int, image_size: int, width: int = 16) -> nn.Module:
     """CIFAR ResNet-32 (He et al. 2016, Section 4.2): 3 stages of 5 basic blocks, 16/32/64
     channels (`width` sets the first stage; the others are 2× and 4× it).
@@ -100,7 +100,7 @@ def resnet32(num_classes: int, in_channels: int, image_size: int, width: int = 1
     return _cifar_resnet(32, num_classes, in_channels, width)
 
 
-@MODELS.register("resnet56")
+@MODELS.register("resnet56", head="fc", input_size=32)
 def resnet56(num_classes: int, in_channels: int, image_size: int, width: int = 16) -> nn.Module:
     """CIFAR ResNet-56 (He et al. 2016, Section 4.2; OpenLTH's cifar_resnet_56): 3 stages of 9
     basic blocks, 16/32/64 channels (`width` sets the first stage; the others are 2× and 4× it).

@@ -51,7 +51,7 @@ def _convnet(num_pairs: int, num_classes: int, in_channels: int, image_size: int
     return model
 
 
-@MODELS.register("conv2")
+@MODELS.register("conv2", head="classifier.4", input_size=32)
 def conv2(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """Conv-2 (Frankle & Carbin 2019, Figure 2; Zhou et al. 2019): 3×3 convs 64, 64, a 2×2
     max-pool, then Linear 256 → 256 → num_classes; ReLU throughout, no batch norm.
@@ -64,7 +64,7 @@ def conv2(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return _convnet(1, num_classes, in_channels, image_size)
 
 
-@MODELS.register("conv4")
+@MODELS.register("conv4", head="classifier.4", input_size=32)
 def conv4(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """Conv-4 (Frankle & Carbin 2019, Figure 2; Zhou et al. 2019): 3×3 convs 64, 64, pool,
     128, 128, pool, then Linear 256 → 256 → num_classes; ReLU throughout, no batch norm.
@@ -77,7 +77,7 @@ def conv4(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return _convnet(2, num_classes, in_channels, image_size)
 
 
-@MODELS.register("conv6")
+@MODELS.register("conv6", head="classifier.4", input_size=32)
 def conv6(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """Conv-6 (Frankle & Carbin 2019, Figure 2; Zhou et al. 2019): 3×3 convs 64, 64, pool,
     128, 128, pool, 256, 256, pool, then Linear 256 → 256 → num_classes; ReLU, no batch norm.

@@ -29,7 +29,7 @@ class LeNet300100(nn.Module):
         return self.fc3(x)
 
 
-@MODELS.register("lenet300_100")
+@MODELS.register("lenet300_100", head="fc3", input_size=28)
 def lenet300_100(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """LeNet-300-100 (LeCun et al. 1998; Frankle & Carbin 2019, Figure 2).
 

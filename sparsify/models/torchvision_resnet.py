@@ -53,7 +53,7 @@ def _resnet(
     return _adapt_stem(model, in_channels, image_size)
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", head="fc", input_size=224)
 def resnet18(
     num_classes: int, in_channels: int, image_size: int, zero_init_residual: bool = True
 ) -> nn.Module:
@@ -69,7 +69,7 @@ def resnet18(
     return _resnet(models.resnet18, num_classes, in_channels, image_size, zero_init_residual)
 
 
-@MODELS.register("resnet50")
+@MODELS.register("resnet50", head="fc", input_size=224)
 def resnet50(
     num_classes: int, in_channels: int, image_size: int, zero_init_residual: bool = True
 ) -> nn.Module:

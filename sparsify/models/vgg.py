@@ -59,7 +59,7 @@ def _vgg(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.M
     return model
 
 
-@MODELS.register("vgg11")
+@MODELS.register("vgg11", head="fc", input_size=32)
 def vgg11(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """CIFAR VGG-11 (Simonyan & Zisserman 2015 configuration A, CIFAR form of OpenLTH's cifar_vgg):
     3×3 convs 64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, each with BatchNorm and ReLU;
@@ -72,7 +72,7 @@ def vgg11(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return _vgg("vgg11", num_classes, in_channels, image_size)
 
 
-@MODELS.register("vgg16")
+@MODELS.register("vgg16", head="fc", input_size=32)
 def vgg16(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """CIFAR VGG-16 (Simonyan & Zisserman 2015 configuration D, CIFAR form of OpenLTH's cifar_vgg):
     3×3 convs 64, 64, M, 128, 128, M, 256 ×3, M, 512 ×3, M, 512 ×3, each with BatchNorm and ReLU;
