@@ -41,7 +41,10 @@ def _main(cfg: DictConfig) -> None:
     except UserError as e:
         _remove_if_empty(run_dir)
         exit_with(e)
-    print(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.md'}")
+    from sparsify.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    print(f"results: {rd.results_path}\nreport:  {rd.report_path('md')}")
 
 
 def main() -> None:

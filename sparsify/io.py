@@ -26,14 +26,6 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete the temporary files of writes that a killed process never finished."""
-    folder = Path(folder)
-    for tmp in [*folder.glob(".*.tmp"), *folder.glob("levels/*/.*.tmp")]:
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-
-
 def _atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -190,7 +190,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ckpt = rd.load_checkpoint() if resuming and unfinished else None
     if ckpt is not None:
         check_state(ckpt.model, prepared.init, f"{rd.checkpoint_path}")
-        method.check_checkpoint(ckpt.to_state(), ctx, f"{rd.checkpoint_path}")
+        method.check_checkpoint(ckpt, ctx, f"{rd.checkpoint_path}")
 
     # ---- from here on, files are written ----
     rd.path.mkdir(parents=True, exist_ok=True)

@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         evaluate_run(Path(args[0]), args[1:])
     except UserError as e:
         exit_with(e)
-    rd = Path(args[0])
-    if (rd / "report.md").exists():
-        print(f"results: {rd / 'results.json'}\nreport:  {rd / 'report.md'}")
+    from sparsify.rundir import RunDir
+
+    rd = RunDir(Path(args[0]))
+    if rd.report_path("md").exists():
+        print(f"results: {rd.results_path}\nreport:  {rd.report_path('md')}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from sparsify.config import PruneConfig
 from sparsify.errors import UserError
+from sparsify.records import Checkpoint
 from sparsify.registry import Registry
 from sparsify.seeding import METHOD_STREAM, seeded_generator
 from sparsify.sparsity.allocation import prune_mask
@@ -99,7 +100,7 @@ class Method(ABC):
         The default accepts everything; methods with step-valued settings override it."""
         return None
 
-    def check_checkpoint(self, ckpt: dict, ctx: Context, what: str) -> None:
+    def check_checkpoint(self, ckpt: Checkpoint, ctx: Context, what: str) -> None:
         """Raise UserError if the mid-level checkpoint `ckpt` holds state of this method that
         does not fit the run (checked before anything is written). The default has none."""
         return None

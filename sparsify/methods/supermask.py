@@ -24,6 +24,7 @@ from torch import nn
 from sparsify.checks import check_choice, check_range
 from sparsify.config import PruneConfig, TrainConfig
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method
+from sparsify.records import Checkpoint
 from sparsify.seeding import FROZEN_WEIGHTS, SCORE_INIT
 from sparsify.sparsity.mask import Mask
 from sparsify.sparsity.score_masks import EVAL_MASKS, ScoreMasks
@@ -115,8 +116,8 @@ class _LearntMask(Method):
     def num_levels(self) -> int:
         return 1
 
-    def check_checkpoint(self, ckpt: dict, ctx: Context, what: str) -> None:
-        ScoreMasks.check_state(ckpt.get("scores"), ctx.prunable_count, what)
+    def check_checkpoint(self, ckpt: Checkpoint, ctx: Context, what: str) -> None:
+        ScoreMasks.check_state(ckpt.extra.get(LearntScores.state_key), ctx.prunable_count, what)
 
     def frozen_weights(self, ctx: Context) -> dict[str, torch.Tensor]:
         gen = ctx.generator(FROZEN_WEIGHTS)
