@@ -50,7 +50,20 @@ class ValidateFirst(Callback):
         if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             return  # other sweepers choose jobs as they go; each job validates itself
         overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        from sparsify.errors import UserError, exit_with
+
         for batch in BasicSweeper.split_arguments(overrides, max_batch_size=None):
             for job in batch:
-                cfg = compose(config_name=config.hydra.job.config_name, overrides=list(job))
-                _check(cfg, f"in the sweep job {' '.join(job)}: ")
+                where = f"in the sweep job {' '.join(job)}: "
+                try:
+                    cfg = compose(config_name=config.hydra.job.config_name, overrides=list(job))
+                except (HydraException, OmegaConfBaseException) as e:
+                    # e.g. a key one swept method lacks: each method has only its own settings
+                    reason = " ".join(str(e.__cause__ or e).strip().splitlines()[0].split())
+                    if " not in " in reason:
+                        reason += "; sweep the methods that lack this key separately"
+                    exit_with(UserError(reason), where)
+                _check(cfg, where)

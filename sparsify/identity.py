@@ -82,7 +82,8 @@ def _schema(group: str, section: dict[str, Any]) -> type:
     ]
 
 
-def _defaults(cls: type) -> dict[str, Any]:
+def field_defaults(cls: type) -> dict[str, Any]:
+    """{field: default} of a dataclass (fields without a default are left out)."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -102,7 +103,7 @@ def training_identity(config: dict[str, Any]) -> dict[str, Any]:
             out[key] = config[key]
     for group in TRAINING_GROUPS:
         section = config.get(group) or {}
-        defaults = _defaults(_schema(group, section))
+        defaults = field_defaults(_schema(group, section))
         for key, value in section.items():
             path = f"{group}.{key}"
             if path in NOT_IDENTITY:

@@ -18,7 +18,7 @@ from sparsify.errors import UserError
 
 StateDict = dict[str, Tensor]
 # A small table: {"columns": [...], "rows": [[...], ...]} with JSON scalars in the cells.
-Table = dict[str, list]
+TableJSON = dict[str, list]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class LevelRecord:
     iterations: int  # training iterations of this level
     layers: dict[str, LayerCount]  # per prunable weight, in module order
     metrics: dict[str, float] = field(default_factory=dict)  # every evaluator's scalars
-    tables: dict[str, Table] = field(default_factory=dict)  # "<evaluator>/<name>" -> table
+    tables: dict[str, TableJSON] = field(default_factory=dict)  # "<evaluator>/<name>" -> table
 
     def to_json(self, layers: bool = True) -> dict[str, Any]:
         """The record as JSON: metrics.json with `layers`, results.json's entry without."""

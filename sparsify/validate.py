@@ -25,7 +25,7 @@ def _registered(key: str, value: str, registry: Registry) -> None:
     _choice(key, value, registry.names())
 
 
-def _known_keys(node: DictConfig, schema: type | None = None, prefix: str = "") -> None:
+def known_keys(node: DictConfig, schema: type | None = None, prefix: str = "") -> None:
     """Keys added with Hydra's `+key=value` bypass the schema: refuse any the node's schema (the
     dataclass it was composed from, e.g. the chosen method's prune schema) lacks."""
     schema = schema or OmegaConf.get_type(node)
@@ -37,17 +37,16 @@ def _known_keys(node: DictConfig, schema: type | None = None, prefix: str = "") 
         if key not in fields:
             raise UserError(f"unknown key {name!r}; valid keys here: {', '.join(fields)}")
         if isinstance(node[key], DictConfig):
-            _known_keys(node[key], prefix=f"{name}.")
+            known_keys(node[key], prefix=f"{name}.")
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise UserError for the first unknown key, out-of-range value, unknown name or malformed
     step."""
-    _known_keys(cfg, Config)
+    known_keys(cfg, Config)
     d, t, lg = cfg.data, cfg.train, cfg.logger
     _range("seed", cfg.seed, 0, 2**32)
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
-        raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
+    check_device(cfg)
 
     _registered("data.name", d.name, DATASETS)
     _range("data.val_fraction", d.val_fraction, 0.0, 1.0)
@@ -90,6 +89,11 @@ def validate(cfg: DictConfig) -> None:
     _choice("logger.name", lg.name, LOGGERS)
     _choice("logger.mode", lg.mode, WANDB_MODES)
     _range("logger.log_every", lg.log_every, 1, None)
+
+
+def check_device(cfg: DictConfig) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(cfg.device)):
+        raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
 
 
 def check_eval(cfg: DictConfig) -> None:

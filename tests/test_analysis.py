@@ -28,11 +28,27 @@ def sweep(tmp_path_factory):
 
 
 def test_runs_that_differ_only_in_the_seed_form_one_study(sweep):
-    studies, unfinished = collect([sweep])
+    studies, left_out = collect([sweep])
     assert sorted(len(s.runs) for s in studies.values()) == [1, 3]
     (three,) = [s for s in studies.values() if len(s.runs) == 3]
-    assert three.seeds == [0, 1, 2]
-    assert unfinished == [sweep / "broken"]
+    assert three.seeds == [0, 1, 2] and three.split == "test"
+    assert [path for path, _ in left_out] == [sweep / "broken"]
+
+
+def test_a_copied_run_is_not_another_seed_and_another_split_is_another_study(sweep, tmp_path):
+    import shutil
+
+    from sparsify.evaluate.__main__ import evaluate_run
+
+    shutil.copytree(sweep / "s0", tmp_path / "copy")
+    shutil.copytree(sweep / "s1", tmp_path / "s1_on_val")
+    evaluate_run(tmp_path / "s1_on_val", ["eval.split=val"])
+    studies, left_out = collect([sweep, tmp_path])
+    (test,) = [s for s in studies.values() if len(s.runs) == 3]
+    assert test.seeds == [0, 1, 2]  # the copy of s0 is not a fourth run
+    assert [why for path, why in left_out if path == tmp_path / "copy"][0].startswith("a copy of")
+    (val,) = [s for s in studies.values() if s.split == "val"]
+    assert val.key == test.key and val.seeds == [1]
 
 
 def test_seeds_gives_the_mean_spread_and_interval_of_every_level_metric(sweep):

@@ -162,6 +162,17 @@ def test_a_sweep_with_one_bad_job_runs_no_job_and_writes_nothing(tmp_path):
     assert _listing(tmp_path) == []
 
 
+def test_a_sweep_setting_a_key_one_of_its_methods_lacks_is_refused_in_one_line(tmp_path):
+    proc = sparsify(tmp_path, "-m", *TINY, "prune=lth,supermask", "prune.rate=0.5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("sparsify: error: in the sweep job ") and "prune=supermask" in line
+    assert line.endswith(
+        ": Key 'rate' not in 'SupermaskConfig'; sweep the methods that lack this key separately"
+    )
+    assert _listing(tmp_path) == []  # not even multirun.yaml
+
+
 def test_a_bad_run_outside_the_working_directory_leaves_no_folders(tmp_path):
     cwd, target = tmp_path / "cwd", tmp_path / "elsewhere"
     cwd.mkdir()

@@ -180,6 +180,8 @@ def test_the_evaluate_command_re_evaluates_without_training_and_refuses_training
         ("prune.rate=0.5", "changes only the evaluation"),
         ("eval.nosuchkey=1", "nosuchkey"),
         ("eval.evaluators=[nope]", "choose one of: accuracy"),
+        ("+eval.speed.foo=1", "unknown key 'eval.speed.foo'; valid keys here: batch, dtype, reps"),
+        ("device=cuda:x", "device='cuda:x' is not valid"),
     ]:
         proc = subprocess.run(
             [sys.executable, "-m", "sparsify.evaluate", str(run_dir), bad],

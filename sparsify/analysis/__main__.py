@@ -51,20 +51,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         ANALYSES.get(args.analysis)
-        studies, unfinished = collect(args.paths)
+        studies, left_out = collect(args.paths)
         if not studies:
             raise UserError(f"no finished sparsify run under {', '.join(map(str, args.paths))}")
         first = args.paths[0]
         out = args.out or (first.parent if (first / "config.yaml").is_file() else first)
-        for key, study in studies.items():
+        for name, study in studies.items():
             result = run_analysis(args.analysis, study, out)
-            print(f"## {key} (seeds {', '.join(map(str, study.seeds))})\n")
+            print(f"## {name} (seeds {', '.join(map(str, study.seeds))})\n")
             if args.analysis == "seeds":
                 print("\n".join(seeds_table(result)) + "\n")
             else:
                 print(json.dumps(result, indent=2) + "\n")
-        for path in unfinished:
-            print(f"not included (no results.json: unfinished or failed): {path}", file=sys.stderr)
+        for path, why in left_out:
+            print(f"not included: {path} ({why})", file=sys.stderr)
     except UserError as e:
         exit_with(e)
 

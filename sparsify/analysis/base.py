@@ -1,5 +1,6 @@
 """Analyses over a study: the runs that share a study key (the same training but for the seed,
-sparsify/identity.py), such as statistics over seeds, comparisons of pruned and dense populations.
+sparsify/identity.py) and were evaluated on one split, such as statistics over seeds, comparisons
+of pruned and dense populations.
 
 An analysis is a function `(study: Study) -> dict` (JSON-able) registered with `@analysis(name)`.
 `run_analysis` caches its result in `<out>/analysis/<study>/<name>-<hash>/result.json`, the hash
@@ -33,8 +34,13 @@ class Run:
 
 @dataclass
 class Study:
-    key: str
+    key: str  # the study key: the training identity without the seed
+    split: str  # the split every run's metrics are on
     runs: list[Run] = field(default_factory=list)  # ordered by seed
+
+    @property
+    def name(self) -> str:
+        return f"{self.key} on {self.split}"
 
     @property
     def seeds(self) -> list[int]:
@@ -62,23 +68,32 @@ def run_dirs(paths: Iterable[Path]) -> list[Path]:
     return sorted(found)
 
 
-def collect(paths: Iterable[Path]) -> tuple[dict[str, Study], list[Path]]:
-    """The studies of the finished runs under `paths`, and the runs left out because they have
-    no results.json yet (unfinished or failed)."""
+def collect(paths: Iterable[Path]) -> tuple[dict[str, Study], list[tuple[Path, str]]]:
+    """The studies of the finished runs under `paths`, keyed by `Study.name`: runs that share a
+    study key and were evaluated on the same split. Also the runs left out, with why: no
+    results.json yet (unfinished or failed), or a copy of a run already in its study (the same
+    run name: a copied folder is not another seed)."""
     studies: dict[str, Study] = {}
-    unfinished = []
+    left_out: list[tuple[Path, str]] = []
+    seen: dict[tuple[str, str], Path] = {}
     for path in run_dirs(paths):
         rd = RunDir(path)
         if not rd.results_path.exists():
-            unfinished.append(path)
+            left_out.append((path, "no results.json: unfinished or failed"))
             continue
         results = rd.load_results()
         key = results.study or study_key(rd.saved_config())
+        study = studies.setdefault(f"{key} on {results.split}", Study(key, results.split))
+        run_id = results.run or f"{path.name}"
+        if (study.name, run_id) in seen:
+            left_out.append((path, f"a copy of {seen[study.name, run_id]} (run {run_id})"))
+            continue
+        seen[study.name, run_id] = path
         digest = hashlib.sha256(rd.results_path.read_bytes()).hexdigest()
-        studies.setdefault(key, Study(key)).runs.append(Run(path, results, digest))
+        study.runs.append(Run(path, results, digest))
     for study in studies.values():
         study.runs.sort(key=lambda r: (r.results.seed, str(r.path)))
-    return dict(sorted(studies.items())), unfinished
+    return dict(sorted(studies.items())), left_out
 
 
 def run_analysis(name: str, study: Study, out: Path) -> dict[str, Any]:
@@ -89,6 +104,12 @@ def run_analysis(name: str, study: Study, out: Path) -> dict[str, Any]:
     path = Path(out) / "analysis" / study.key / f"{name}-{digest}" / "result.json"
     if path.exists():
         return load_json(path, "analysis result")
-    result = {"analysis": name, "study": study.key, "runs": [m for m, _ in members], **fn(study)}
+    result = {
+        "analysis": name,
+        "study": study.key,
+        "split": study.split,
+        "runs": [m for m, _ in members],
+        **fn(study),
+    }
     save_json(result, path)
     return result

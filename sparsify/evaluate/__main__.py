@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsify.errors import UserError
@@ -26,75 +25,60 @@ TRAINING_KEYS = ("data", "model", "prune", "train", "seed")
 
 
 def _evaluation_config(saved: dict[str, Any], overrides: list[str]) -> DictConfig:
-    """The saved training settings with the evaluation settings composed from `overrides`."""
+    """The saved training settings with the evaluation settings composed from `overrides`
+    (`device` defaults to the run's own), checked as `python -m sparsify` checks them."""
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.split(".", 1)[0].split("/", 1)[0] not in EVALUATION_KEYS:
             raise UserError(
-                f"{override!r}: sparsify.evaluate changes only the evaluation ({', '.join(EVALUATION_KEYS)}"
-                " and their keys); to train differently, run python -m sparsify"
+                f"{override!r}: sparsify.evaluate changes only the evaluation "
+                f"({', '.join(EVALUATION_KEYS)} and their keys); to train differently, run "
+                "python -m sparsify"
             )
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from sparsify.compose import compose
+    from sparsify.validate import check_backend, check_device, check_eval, known_keys
 
+    if not any(o.lstrip("+~").split("=", 1)[0] == "device" for o in overrides):
+        overrides = [*overrides, f"device={saved.get('device', 'auto')}"]
     try:
         composed = compose(overrides, validate=False)
+        cfg = OmegaConf.create({k: saved[k] for k in TRAINING_KEYS if k in saved})
+        for key in EVALUATION_KEYS:  # typed nodes: the evaluators' settings keep their schema
+            cfg[key] = composed[key]
+        known_keys(cfg.eval, None, "eval.")
+        known_keys(cfg.backend, None, "backend.")
+        check_device(cfg)
+        check_eval(cfg)
+        check_backend(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         cause = e.__cause__ or e
         raise UserError(" ".join(str(cause).split("\n")[0].split())) from None
-    cfg = OmegaConf.create({k: saved[k] for k in TRAINING_KEYS if k in saved})
-    for key in EVALUATION_KEYS:  # typed nodes: the evaluators' settings keep their schema
-        cfg[key] = composed[key]
     return cfg
 
 
-def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
-    """Evaluate the trained levels of the run in `run_dir` as `overrides` say; returns the
-    results.json content (or, for a run whose levels are not all trained yet, the evaluated
-    levels' records without writing results.json)."""
-    from sparsify.config import DataConfig, ModelConfig
-    from sparsify.data import build_data
+def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> Optional[dict[str, Any]]:
+    """Evaluate the trained levels of the run in `run_dir` as `overrides` say. Returns the
+    results.json content, or None for a run whose levels are not all trained yet (its trained
+    levels are evaluated and their metrics.json written; results.json is not)."""
     from sparsify.evaluate.stage import EvaluationStage
-    from sparsify.methods import METHODS
-    from sparsify.models import build_model
-    from sparsify.run import level_line, publish, resolve_device
+    from sparsify.run import level_line, prepare, publish, resolve_device
     from sparsify.rundir import RunDir
-    from sparsify.runview import RunView
-    from sparsify.sparsity import prunable_weights
-    from sparsify.training.loop import cpu_state
-    from sparsify.validate import check_backend, check_eval
 
     rd = RunDir(Path(run_dir))
     if not rd.path.is_dir():
         raise UserError(f"{rd.path} is not a folder; give the run directory of a sparsify run")
     saved = rd.saved_config()
     cfg = _evaluation_config(saved, list(overrides))
-    method = METHODS.get(str(cfg.prune.name))(cfg.prune)
-    check_eval(cfg)
-    check_backend(cfg)
     device = resolve_device(str(cfg.device))
-    try:
-        data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), saved["data"])
-        model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), saved["model"])
-    except Exception as e:  # a config.yaml of another version of sparsify
-        raise UserError(f"{rd.config_path}: {' '.join(str(e).split())[:200]}") from None
-    data = build_data(data_cfg, int(cfg.train.batch_size), int(cfg.eval.batch_size), int(cfg.seed))
-
-    def build() -> torch.nn.Module:
-        return build_model(model_cfg, data.num_classes, data.in_channels, data.image_size)
-
-    with torch.random.fork_rng(devices=[]):
-        like = cpu_state(build())
-    init = rd.load_state(rd.init_path, like, "initial weights")
-    with torch.random.fork_rng(devices=[]):
-        prunable = list(prunable_weights(build(), list(cfg.prune.get("exclude", []))))
-    view = RunView(rd, init, prunable, build)
+    prepared = prepare(cfg, rd)  # the run's data, model, method and levels; writes nothing
+    method, view = prepared.method, prepared.view
     levels = view.trained_levels()
     if not levels:
         raise UserError(f"{rd.path} has no trained level yet; nothing to evaluate")
-    stage = EvaluationStage(cfg, data, view, device, method.dense_level)
+    stage = EvaluationStage(cfg, prepared.data, view, device, method.dense_level)
     records = []
     for level in levels:
         record = stage.evaluate(view.record(level))
@@ -103,10 +87,10 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
         records.append(record)
     if len(levels) < method.num_levels():
         print(
-            f"sparsify: {len(levels)} of {method.num_levels()} levels are trained; results.json "
-            "and the report are written once the run finishes"
+            f"sparsify: {len(levels)} of {method.num_levels()} levels are trained; their "
+            "metrics.json are written, results.json and the report once the run finishes"
         )
-        return {"levels": [r.to_json(layers=False) for r in records]}
+        return None
     return publish(rd, saved, method.dense_level, stage, records).to_json()
 
 
@@ -118,13 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__.strip())
         sys.exit(0 if args else 2)
     try:
-        evaluate_run(Path(args[0]), args[1:])
+        results = evaluate_run(Path(args[0]), args[1:])
     except UserError as e:
         exit_with(e)
-    from sparsify.rundir import RunDir
+    if results is not None:
+        from sparsify.rundir import RunDir
 
-    rd = RunDir(Path(args[0]))
-    if rd.report_path("md").exists():
+        rd = RunDir(Path(args[0]))
         print(f"results: {rd.results_path}\nreport:  {rd.report_path('md')}")
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from torch import Tensor
 
-from sparsify.records import Table
+from sparsify.records import TableJSON
 from sparsify.registry import Registry
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class EvalResult:
     """What an evaluator returns for one level."""
 
     scalars: dict[str, float] = field(default_factory=dict)  # keys declared in `metrics`
-    tables: dict[str, Table] = field(default_factory=dict)  # small: kept in results.json
+    tables: dict[str, TableJSON] = field(default_factory=dict)  # small: kept in results.json
     arrays: dict[str, Tensor] = field(default_factory=dict)  # large: <name>.pt beside the result
 
 

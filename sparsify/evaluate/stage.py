@@ -5,8 +5,8 @@ training process's memory, so `python -m sparsify` (after each level) and
 `python -m sparsify.evaluate RUN_DIR` (any time later) evaluate exactly the same thing. Each
 evaluator's result is kept in `levels/level_XX/eval/<name>-<hash>/result.json` (plus its arrays
 and artefacts), where the hash covers what determines the result: the evaluator's settings that
-differ from their defaults, the split, the evaluation batch size and (backend=triton) the kernel
-settings. A result that exists is read back, not recomputed (OpenLTH's existence rule), so turning
+differ from their defaults, the split, the evaluation batch size, the device type (the GPU's name
+for evaluators that need one) and (backend=triton) the kernel settings. A result that exists is read back, not recomputed (OpenLTH's existence rule), so turning
 an evaluator on for a finished sweep computes only that evaluator.
 """
 
@@ -27,6 +27,7 @@ from sparsify.data.base import DataBundle
 from sparsify.errors import UserError
 from sparsify.evaluate.base import EVALUATORS, NEEDS, EvalResult, Evaluator, MetricSpec
 from sparsify.evaluate.context import EvalContext, LevelModels
+from sparsify.identity import field_defaults
 from sparsify.io import load_json, load_torch, save_json, save_torch
 from sparsify.records import LevelRecord
 from sparsify.runview import RunView
@@ -48,20 +49,16 @@ def settings_of(entry: Evaluator, eval_cfg: Any) -> Any:
 
 
 def _non_default(settings: Any) -> dict[str, Any]:
+    """The evaluator settings that differ from their defaults (the key's part of them, so that
+    a new setting with a default keeps every stored result)."""
     if settings is None:
         return {}
-    out = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = object()
-        if value != default:
-            out[f.name] = value
-    return out
+    defaults = field_defaults(type(settings))
+    return {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(settings)
+        if f.name not in defaults or getattr(settings, f.name) != defaults[f.name]
+    }
 
 
 def needs_met(need: str, cfg: Any) -> bool:
@@ -152,7 +149,10 @@ class EvaluationStage:
             "split": self.split,
             "batch_size": int(self.cfg.eval.batch_size),
             "backend": self._backend,
+            "device": self.device.type,  # CPU and GPU arithmetic differ in the last bits
         }
+        if "cuda" in entry.needs:  # timings belong to the GPU they were measured on
+            identity["gpu"] = torch.cuda.get_device_name(self.device)
         text = json.dumps(identity, sort_keys=True, default=str)
         return f"{entry.name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 

@@ -99,9 +99,9 @@ def figures(inp: ReportInput) -> list[Section]:
             continue
         name = f"{key}_vs_sparsity"
         title = f"{spec.label[:1].upper()}{spec.label[1:]} against sparsity"
-        metric_vs_sparsity(
-            inp.records, key, spec, inp.title, inp.rd.plot_path(name), inp.results.split
-        )
+        path = inp.rd.plot_path(name)
+        r = inp.results
+        metric_vs_sparsity(inp.records, key, spec, inp.title, path, r.split, r.dense_level)
         out.append(Section(title, [Figure(inp.rd.plot_path(name).name, title.lower())]))
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Optional
 
 from sparsify.evaluate.base import MetricSpec
 from sparsify.io import save_bytes
@@ -11,10 +12,17 @@ from sparsify.records import LevelRecord
 
 
 def metric_vs_sparsity(
-    levels: list[LevelRecord], key: str, spec: MetricSpec, title: str, path: Path, split: str
+    levels: list[LevelRecord],
+    key: str,
+    spec: MetricSpec,
+    title: str,
+    path: Path,
+    split: str,
+    dense_level: Optional[int] = None,
 ) -> None:
     """Metric `key` on `split` against sparsity (%), one annotated point per level that has it;
-    a dense level 0 as a dashed line. Percentages for fractions (`spec.percent`)."""
+    the dense reference level, if any, also as a dashed line. Percentages for fractions
+    (`spec.percent`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,9 +43,9 @@ def metric_vs_sparsity(
             ha="center",
             fontsize=8,
         )
-    # a dense level 0 (a handful of weights can end exactly at zero by chance)
-    if levels and levels[0].level == 0 and levels[0].sparsity < 1e-4:
-        ax.axhline(ys[0], linestyle="--", color="gray", linewidth=1, label="dense")
+    dense = [y for lv, y in zip(levels, ys) if lv.level == dense_level]
+    if dense:
+        ax.axhline(dense[0], linestyle="--", color="gray", linewidth=1, label="dense")
         ax.legend(loc="lower left")
     ax.set_xlabel("sparsity (% of prunable weights zero)")
     unit = " (%)" if spec.percent else (f" ({spec.unit.strip()})" if spec.unit.strip() else "")
