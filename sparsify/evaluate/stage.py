@@ -28,7 +28,7 @@ from sparsify.errors import UserError
 from sparsify.evaluate.base import EVALUATORS, NEEDS, EvalResult, Evaluator, MetricSpec
 from sparsify.evaluate.context import EvalContext, LevelModels
 from sparsify.identity import field_defaults
-from sparsify.io import load_json, load_torch, save_json, save_torch
+from sparsify.io import load_json, save_json, save_torch
 from sparsify.records import LevelRecord
 from sparsify.runview import RunView
 
@@ -229,5 +229,7 @@ def _load(folder, entry: Evaluator) -> EvalResult:
         raise bad
     if set(scalars) - set(entry.metrics):
         raise bad
-    arrays = {n: load_torch(folder / f"{n}.pt", "evaluation array") for n in data.get("arrays", [])}
-    return EvalResult(scalars=scalars, tables=tables, arrays=arrays)
+    # the arrays stay on disk: the stage needs scalars and tables, and arrays can be large
+    if not all((folder / f"{n}.pt").is_file() for n in data.get("arrays", [])):
+        raise bad
+    return EvalResult(scalars=scalars, tables=tables)
