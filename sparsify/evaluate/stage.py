@@ -6,8 +6,9 @@ training process's memory, so `python -m sparsify` (after each level) and
 evaluator's result is kept in `levels/level_XX/eval/<name>-<hash>/result.json` (plus its arrays
 and artefacts), where the hash covers what determines the result: the evaluator's settings that
 differ from their defaults, the split, the evaluation batch size, the device type (the GPU's name
-for evaluators that need one) and (backend=triton) the kernel settings. A result that exists is read back, not recomputed (OpenLTH's existence rule), so turning
-an evaluator on for a finished sweep computes only that evaluator.
+for evaluators that need one) and (backend=triton) the kernel settings. A result that exists is
+read back, not recomputed (OpenLTH's existence rule), so turning an evaluator on for a finished
+sweep computes only that evaluator.
 """
 
 from __future__ import annotations
@@ -43,9 +44,7 @@ def settings_of(entry: Evaluator, eval_cfg: Any) -> Any:
     """The evaluator's settings dataclass filled from `eval.<name>`, or None if it has none."""
     if entry.settings is None:
         return None
-    node = eval_cfg.get(entry.name) if hasattr(eval_cfg, "get") else None
-    values = _plain(node) or {}
-    return entry.settings(**values)
+    return entry.settings(**(_plain(eval_cfg.get(entry.name)) or {}))
 
 
 def _non_default(settings: Any) -> dict[str, Any]:
@@ -141,9 +140,13 @@ class EvaluationStage:
         self._dense: Optional[nn.Module] = None
         backend = _plain(cfg.backend)
         self._backend = backend if backend.get("name") == "triton" else {}
+        self._keys = {e.name: self._key(e) for e in self.entries}  # the same at every level
 
     def key(self, entry: Evaluator) -> str:
         """`<name>-<8 hex>`: the folder of this evaluator's results under each level's eval/."""
+        return self._keys[entry.name]
+
+    def _key(self, entry: Evaluator) -> str:
         identity = {
             "settings": _non_default(self._settings[entry.name]),
             "split": self.split,
