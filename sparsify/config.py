@@ -103,8 +103,15 @@ class EvalConfig:
     settings dataclass) to this schema when it registers (see `eval_schema`)."""
 
     evaluators: list[str] = field(default_factory=lambda: ["accuracy"])  # registered evaluators
+    # evaluators run where their needs are met (fidelity: a dense parent), else skipped with a note
+    if_possible: list[str] = field(default_factory=list)
     batch_size: int = 512  # evaluation batch size
     split: str = "test"  # the split evaluated after each level: test or val
+    # the dense parent evaluators compare each level with: a level of this run; null: the
+    # method's dense level (level 0; none for gmp, supermask, edgepopup)
+    dense_level: Optional[int] = None
+    # what needs every level, after the last one (evaluate/summary.py): prune_potential, verdict
+    summaries: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,14 +149,17 @@ class Config:
 
 
 def eval_schema() -> type:
-    """EvalConfig with a field `<name>` for every registered evaluator that has settings."""
+    """EvalConfig with a field `<name>` for every registered evaluator and summary that has
+    settings."""
     from sparsify.evaluate import EVALUATORS
+    from sparsify.evaluate.summary import SUMMARIES
 
     extra = []
-    for name in EVALUATORS.names():
-        settings = EVALUATORS.get(name).settings
-        if settings is not None:
-            extra.append((name, settings, field(default_factory=settings)))
+    for registry in (EVALUATORS, SUMMARIES):
+        for name in registry.names():
+            settings = registry.get(name).settings
+            if settings is not None:
+                extra.append((name, settings, field(default_factory=settings)))
     return make_dataclass("EvalSchema", extra, bases=(EvalConfig,))
 
 

@@ -114,11 +114,13 @@ class RunResults:
     split: str  # the split the metrics were computed on
     run: str  # the run's name, <method>-<model>-<data>-s<seed>-<hash> (sparsify/identity.py)
     study: str  # the run's identity without the seed: the seeds of one experiment share it
-    dense_level: Optional[int]  # the level that trains dense (the reference), or None
+    dense_level: Optional[int]  # the dense parent the evaluators compared with, or None
     levels: list[LevelRecord]
+    # what needs every level (evaluate/summary.py): {"prune_potential": ..., "verdict": ...}
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "method": self.method,
             "model": self.model,
             "data": self.data,
@@ -129,6 +131,9 @@ class RunResults:
             "dense_level": self.dense_level,
             "levels": [lv.to_json(layers=False) for lv in self.levels],
         }
+        if self.summary:
+            out["summary"] = dict(self.summary)
+        return out
 
     @classmethod
     def from_json(cls, data: Any, what: str) -> RunResults:
@@ -152,6 +157,7 @@ class RunResults:
                 study=str(data.get("study", "")),
                 dense_level=data.get("dense_level"),
                 levels=levels,
+                summary=dict(data.get("summary", {})),
             )
         except (KeyError, TypeError, ValueError):
             raise bad from None

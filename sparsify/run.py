@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -102,6 +102,12 @@ def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
         fresh_init=lambda key: _fresh_init(cfg, build, key),
     )
     method.check(ctx)
+    chosen = cfg.eval.get("dense_level")
+    if chosen is not None and not 0 <= chosen < method.num_levels():
+        raise UserError(
+            f"eval.dense_level={chosen} is not a level of this run; choose one of "
+            f"0..{method.num_levels() - 1}, or null for the method's dense level"
+        )
     return Prepared(data, model, init, method, ctx, view)
 
 
@@ -143,7 +149,6 @@ def level_line(record: LevelRecord, stage: EvaluationStage, num_levels: int) -> 
 def publish(
     rd: RunDir,
     config: dict[str, Any],
-    dense_level: Optional[int],
     stage: EvaluationStage,
     records: list[LevelRecord],
 ) -> RunResults:
@@ -156,11 +161,12 @@ def publish(
         split=stage.split,
         run=run_name(config),
         study=study_key(config),
-        dense_level=dense_level,
+        dense_level=stage.dense_level,
         levels=records,
+        summary=stage.summarize(records),
     )
     rd.save_results(results)
-    write_report(rd, results, records, stage.entries)
+    write_report(rd, results, records, stage.entries, stage.summaries)
     return results
 
 
@@ -176,7 +182,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     prepared = prepare(cfg, rd)
     method, ctx, view = prepared.method, prepared.ctx, prepared.view
-    stage = EvaluationStage(cfg, prepared.data, view, device, method.dense_level)
+    stage = EvaluationStage(cfg, prepared.data, view, device)
     model = prepared.model.to(device)
     n_levels = method.num_levels()
     ckpt_every = max(
@@ -221,7 +227,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             log_every=cfg.logger.log_every,
             num_levels=n_levels,
         )
-        records, offset = [], 0
+        records, waiting, offset = [], [], 0
         for level in range(n_levels):
             tracker.start_level(level, offset)
             if rd.level_trained(level):
@@ -229,13 +235,18 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             else:
                 record = train_level(state, level, method.plan(level, ctx), ckpt)
                 ckpt = None
-            record = stage.evaluate(record)
-            if rd.save_metrics(record):  # new results: a level event and a console line
-                tracker.log_level(record)
-                tracker.console(level_line(record, stage, n_levels))
-            records.append(record)
             offset += record.iterations
-        results = publish(rd, config, method.dense_level, stage, records).to_json()
+            waiting.append(record)
+            if not stage.ready(level):  # eval.dense_level: a later level is the dense parent
+                continue
+            for record in waiting:
+                record = stage.evaluate(record)
+                if rd.save_metrics(record):  # new results: a level event and a console line
+                    tracker.log_level(record)
+                    tracker.console(level_line(record, stage, n_levels))
+                records.append(record)
+            waiting = []
+        results = publish(rd, config, stage, records).to_json()
         ok = True
         return results
     finally:

@@ -20,6 +20,8 @@ SAMPLE_SEED_STREAM = 3  # (seed, epoch): per-sample seeds of file-backed augment
 SYNTHETIC_STREAM = 4  # (split_seed, ...): the generated synthetic dataset
 METHOD_STREAM = 5  # (seed, key, ...): pruning methods' own draws, keys below
 EVAL_STREAM = 6  # (seed, level, evaluator hash): an evaluator's own draws (EvalContext.generator)
+CORRUPTION_STREAM = 7  # (seed, corruption, severity, batch): a corrupted evaluation batch
+NOISE_STREAM = 8  # (seed, radius in 1e-6, sample, batch): uniform input noise (fidelity)
 
 # Keys within METHOD_STREAM (Context.generator(key, ...)).
 MASK_DRAWS = 1  # (level): the `random` criterion's scores

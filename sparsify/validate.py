@@ -101,13 +101,18 @@ def check_eval(cfg: DictConfig) -> None:
     settings (also of those not selected: a wrong value is wrong input), and the split."""
     from sparsify.evaluate import EVALUATORS
     from sparsify.evaluate.stage import selected, settings_of
+    from sparsify.evaluate.summary import SUMMARIES, selected_summaries
 
     e = cfg.eval
     selected(cfg)
-    for name in EVALUATORS.names():
-        settings = settings_of(EVALUATORS.get(name), e)
-        if hasattr(settings, "check"):
-            settings.check(f"eval.{name}")
+    selected_summaries(cfg)
+    for registry in (EVALUATORS, SUMMARIES):
+        for name in registry.names():
+            settings = settings_of(registry.get(name), e)
+            if hasattr(settings, "check"):
+                settings.check(f"eval.{name}")
+    if e.dense_level is not None:
+        _range("eval.dense_level", e.dense_level, 0, None)
     _range("eval.batch_size", e.batch_size, 1, None)
     _choice("eval.split", e.split, ("test", "val"))
     if e.split == "val" and cfg.data.val_fraction == 0:

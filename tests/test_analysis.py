@@ -13,7 +13,13 @@ from sparsify.analysis.seeds import describe, t975
 from sparsify.compose import compose
 from sparsify.run import run
 
-TINY = ["train.epochs=1", "prune=magnitude", "prune.finetune=2it", "train.batch_size=128"]
+TINY = [
+    "train.epochs=1",
+    "prune=magnitude",
+    "prune.finetune=2it",
+    "train.batch_size=128",
+    "eval=accuracy",
+]
 
 
 @pytest.fixture(scope="module")

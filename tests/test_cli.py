@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ["train.epochs=1", "data=synthetic", "data.num_samples=128", "model=lenet300_100"]
+TINY = [
+    "train.epochs=1",
+    "data=synthetic",
+    "data.num_samples=128",
+    "model=lenet300_100",
+    "eval=accuracy",
+]
 
 
 def sparsify(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -109,7 +115,7 @@ def test_same_command_twice_resumes_in_the_same_directory(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_killed_mid_level_resumes_to_the_uninterrupted_result(tmp_path):
-    args = ["prune.levels=2", "train.epochs=8", "train.batch_size=32"]
+    args = ["prune.levels=2", "train.epochs=8", "train.batch_size=32", "eval=accuracy"]
     reference = sparsify(tmp_path, *args, "hydra.run.dir=reference")
     assert reference.returncode == 0, reference.stderr
 

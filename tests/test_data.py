@@ -464,5 +464,7 @@ def test_a_torchvision_resnet_trains_on_digits_with_a_batch_size_that_leaves_one
     from sparsify.run import run
 
     # 1294 training digits = 3 * 431 + 1: the last batch would hold one sample at 1x1 maps
-    cfg = compose(["prune=dense", "model=resnet18", "train.epochs=1", "train.batch_size=431"])
+    cfg = compose(
+        ["prune=dense", "model=resnet18", "train.epochs=1", "train.batch_size=431", "eval=accuracy"]
+    )
     assert run(cfg, tmp_path / "r")["levels"][0]["iterations"] == 3

@@ -10,6 +10,7 @@ import pytest
 
 from sparsify import config as schema
 from sparsify.evaluate import EVALUATORS
+from sparsify.evaluate.summary import SUMMARIES
 from sparsify.methods import METHODS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -32,10 +33,11 @@ def _expected(group: str) -> set[str]:
         return set().union(*(_fields(METHODS.get(n).config_class) for n in METHODS.names()))
     if group == "eval":
         keys = _fields(schema.EvalConfig)
-        for name in EVALUATORS.names():
-            settings = EVALUATORS.get(name).settings
-            if settings is not None:
-                keys |= {f"{name}.{f}" for f in _fields(settings)}
+        for registry in (EVALUATORS, SUMMARIES):
+            for name in registry.names():
+                settings = registry.get(name).settings
+                if settings is not None:
+                    keys |= {f"{name}.{f}" for f in _fields(settings)}
         return keys
     classes = {
         "data": schema.DataConfig,
@@ -60,7 +62,8 @@ def test_the_evaluator_example_in_evaluators_md_runs_as_written(tmp_path, monkey
     monkeypatch.setattr(EVALUATORS, "_meta", dict(EVALUATORS._meta))
     text = (DOC.parent / "evaluators.md").read_text()
     exec(re.search(r"```python\n(.*?)```", text, flags=re.S).group(1), {})
-    overrides = ["train.epochs=1", "prune.levels=1", "eval.evaluators=[accuracy,agreement]"]
-    results = run(compose([*overrides, "eval.agreement.max_batches=1"]), tmp_path / "run")
-    dense, pruned = (lv["metrics"]["agreement"] for lv in results["levels"])
+    overrides = ["train.epochs=1", "prune.levels=1", "eval=accuracy"]
+    overrides += ["eval.evaluators=[accuracy,top2_agreement]", "eval.top2_agreement.max_batches=1"]
+    results = run(compose(overrides), tmp_path / "run")
+    dense, pruned = (lv["metrics"]["top2_agreement"] for lv in results["levels"])
     assert dense == 1.0 and 0.5 < pruned <= 1.0

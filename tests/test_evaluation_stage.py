@@ -18,7 +18,7 @@ from sparsify.evaluate.__main__ import evaluate_run
 from sparsify.registry import Registry
 from sparsify.run import run
 
-TINY = ["train.epochs=1", "prune.levels=1", "train.batch_size=128"]
+TINY = ["train.epochs=1", "prune.levels=1", "train.batch_size=128", "eval=accuracy"]
 
 
 @pytest.fixture
@@ -151,12 +151,12 @@ def test_the_context_gives_the_dense_parent_other_levels_a_generator_and_a_place
     assert predictions.shape == (359,)
     draw = seen[1]["draw"]
     seen.clear()
-    evaluate_run(run_dir, ["eval.evaluators=[accuracy,parent]"])
+    evaluate_run(run_dir, ["eval=accuracy", "eval.evaluators=[accuracy,parent]"])
     assert not seen  # every result was on disk
     for p in (run_dir / "levels").glob("*/eval/parent-*"):
         for f in p.iterdir():
             f.unlink()
-    evaluate_run(run_dir, ["eval.evaluators=[accuracy,parent]"])
+    evaluate_run(run_dir, ["eval=accuracy", "eval.evaluators=[accuracy,parent]"])
     assert torch.equal(seen[1]["draw"], draw)  # the same draws on every re-evaluation
 
 

@@ -98,7 +98,7 @@ def _legacy(run_dir: Path) -> None:
     (run_dir / "results.json").unlink()
 
 
-TINY = ["train.epochs=1", "prune.levels=1"]
+TINY = ["train.epochs=1", "prune.levels=1", "eval=accuracy"]
 
 
 def test_a_run_named_by_an_earlier_sparsify_is_refused_with_how_to_continue_it(tmp_path):

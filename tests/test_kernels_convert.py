@@ -126,6 +126,7 @@ TINY_BLOCK_RUN = [
     "train.epochs=1",
     "prune.finetune=1ep",
     "device=cpu",
+    "eval=accuracy",
 ]
 
 

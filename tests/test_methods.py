@@ -176,7 +176,15 @@ def test_restart_other_than_rewind_needs_a_rewinding_method(weights):
 def test_retraining_runs_at_the_policy_learning_rate(tmp_path, method, first_lr):
     """A real run: the first logged step of level 1 uses the step-k rate (lrr) or the final rate
     (finetune) of the digits schedule (lr 0.05, x0.1 at epochs 5 and 8)."""
-    cfg = compose([f"prune={method}", "prune.levels=1", "prune.rewind=1ep", "logger.log_every=1"])
+    cfg = compose(
+        [
+            f"prune={method}",
+            "prune.levels=1",
+            "prune.rewind=1ep",
+            "logger.log_every=1",
+            "eval=accuracy",
+        ]
+    )
     run(cfg, tmp_path / method)
     events = [
         json.loads(line) for line in (tmp_path / method / "log.jsonl").read_text().splitlines()
@@ -214,7 +222,9 @@ def _events(run_dir):
 
 
 def test_gmp_hits_the_cubic_schedule_at_every_update(tmp_path):
-    cfg = compose(["prune=gmp", "prune.sparsity=0.8", "prune.initial_sparsity=0.1"])
+    cfg = compose(
+        ["prune=gmp", "prune.sparsity=0.8", "prune.initial_sparsity=0.1", "eval=accuracy"]
+    )
     results = run(cfg, tmp_path / "gmp")
     updates = [e for e in _events(tmp_path / "gmp") if e["event"] == "mask"]
     t0, stop = 21, 7 * 21  # start 1ep, stop 7ep at 21 iterations per epoch
@@ -226,7 +236,7 @@ def test_gmp_hits_the_cubic_schedule_at_every_update(tmp_path):
 
 
 def test_acdc_final_compressed_phase_continues_the_dense_phase_optimizer(tmp_path, monkeypatch):
-    overrides = ["prune=acdc", "train.epochs=4", "prune.dense_warmup=1ep"]
+    overrides = ["prune=acdc", "train.epochs=4", "prune.dense_warmup=1ep", "eval=accuracy"]
     overrides += ["prune.final_decompressed=1ep", "prune.final_compressed=1ep"]
     run(compose(overrides), tmp_path / "kept")
     state = torch.load(
@@ -255,7 +265,7 @@ def test_acdc_final_compressed_phase_continues_the_dense_phase_optimizer(tmp_pat
 
 
 def test_acdc_switches_masks_at_the_phase_boundaries_and_ends_with_both_models(tmp_path):
-    results = run(compose(["prune=acdc"]), tmp_path / "acdc")
+    results = run(compose(["prune=acdc", "eval=accuracy"]), tmp_path / "acdc")
     changes = [
         (e["step"], round(e["sparsity"], 3), e["reset_momentum"])
         for e in _events(tmp_path / "acdc")

@@ -15,6 +15,7 @@ from tests.tiny import for_method
 
 OVERRIDES = [
     "train.epochs=6",
+    "eval=accuracy",
     "data=synthetic",
     "data.num_samples=256",
     "train.batch_size=32",

@@ -12,7 +12,7 @@ from sparsify.errors import UserError
 from sparsify.models import build_model
 from sparsify.run import run
 
-FAST = ["train.epochs=2", "train.batch_size=128"]
+FAST = ["train.epochs=2", "train.batch_size=128", "eval=accuracy"]
 
 
 def _run(tmp_path: Path, *overrides: str, name: str = "run") -> tuple[dict, Path]:

@@ -27,6 +27,7 @@ from sparsify.tracking import Tracker
 
 TINY = [
     "train.epochs=2",
+    "eval=accuracy",
     "prune.levels=1",  # two levels: dense, then one pruned
     "data=synthetic",
     "data.num_samples=128",  # 2 iterations per epoch

@@ -10,6 +10,7 @@ from typing import Optional, Protocol
 from torch import Tensor
 
 from sparsify.config import DataConfig
+from sparsify.data.transforms import Stats
 from sparsify.registry import Registry
 
 
@@ -40,6 +41,7 @@ class DataBundle:
     num_classes: int
     in_channels: int
     image_size: int  # pixels per side of the images the model sees
+    stats: Stats  # the normalisation: pixels = x * std + mean (corruptions work on pixels)
 
 
 # builder(cfg, batch_size, eval_batch_size, seed) -> DataBundle

@@ -224,6 +224,7 @@ def build_folder(
         num_classes=len(train.classes),
         in_channels=3,
         image_size=size,
+        stats=IMAGENET_STATS,
     )
 
 

@@ -117,4 +117,5 @@ def tensor_bundle(
         num_classes=num_classes,
         in_channels=images.shape[1],
         image_size=images.shape[-1],
+        stats=stats,
     )

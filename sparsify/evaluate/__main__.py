@@ -2,6 +2,10 @@
 evaluate the trained levels of an existing run again, with other evaluators or settings, without
 retraining anything.
 
+`python -m sparsify.evaluate --weights PRUNED.pt --dense DENSE.pt --out DIR [model=...] [data=...]
+[eval=...]`: evaluate your own pruned state_dict against your dense one (see imported.py); DIR
+becomes a run directory of two levels, dense and pruned.
+
 The training config comes from the run's config.yaml; only the evaluation (`eval`, `eval.*`), the
 execution backend (`backend`, `backend.*`) and `device` may be given, in Hydra's override syntax.
 Each level's results that are already on disk for these settings are reused; the others are
@@ -78,7 +82,12 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> Optional[dict[str,
     levels = view.trained_levels()
     if not levels:
         raise UserError(f"{rd.path} has no trained level yet; nothing to evaluate")
-    stage = EvaluationStage(cfg, prepared.data, view, device, method.dense_level)
+    stage = EvaluationStage(cfg, prepared.data, view, device)
+    if not stage.ready(levels[-1]):
+        raise UserError(
+            f"eval.dense_level={stage.dense_level}: that level is not trained yet; evaluate "
+            "against it once it is"
+        )
     records = []
     for level in levels:
         record = stage.evaluate(view.record(level))
@@ -91,7 +100,27 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> Optional[dict[str,
             "metrics.json are written, results.json and the report once the run finishes"
         )
         return None
-    return publish(rd, saved, method.dense_level, stage, records).to_json()
+    return publish(rd, saved, stage, records).to_json()
+
+
+def _import(args: list[str]) -> tuple[Path, Optional[dict[str, Any]]]:
+    """`--weights W --dense D --out DIR [overrides]` (sparsify/evaluate/imported.py)."""
+    from sparsify.evaluate.imported import import_and_evaluate
+
+    flags: dict[str, str] = {}
+    rest = list(args)
+    while rest and rest[0].startswith("--"):
+        flag = rest.pop(0)
+        if flag not in ("--weights", "--dense", "--out") or not rest:
+            raise UserError(
+                f"{flag}: give --weights PRUNED.pt --dense DENSE.pt --out DIR, then overrides"
+            )
+        flags[flag] = rest.pop(0)
+    missing = [f for f in ("--weights", "--dense", "--out") if f not in flags]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)}: give --weights, --dense and --out")
+    out = Path(flags["--out"])
+    return out, import_and_evaluate(Path(flags["--weights"]), Path(flags["--dense"]), out, rest)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,13 +131,16 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__.strip())
         sys.exit(0 if args else 2)
     try:
-        results = evaluate_run(Path(args[0]), args[1:])
+        if args[0].startswith("--"):
+            run_dir, results = _import(args)
+        else:
+            run_dir, results = Path(args[0]), evaluate_run(Path(args[0]), args[1:])
     except UserError as e:
         exit_with(e)
     if results is not None:
         from sparsify.rundir import RunDir
 
-        rd = RunDir(Path(args[0]))
+        rd = RunDir(run_dir)
         print(f"results: {rd.results_path}\nreport:  {rd.report_path('md')}")
 
 

@@ -1,11 +1,14 @@
 """`accuracy`: top-1 accuracy, mean cross-entropy loss, and top-5 accuracy when there are more
-than 10 classes (keys: accuracy, loss, top5_accuracy; accuracies are fractions in [0, 1])."""
+than 10 classes (keys: accuracy, loss, top5_accuracy; accuracies are fractions in [0, 1]), from
+the level's outputs on the clean evaluation split (shared with the other evaluators)."""
 
 from __future__ import annotations
 
+import torch.nn.functional as F
+
 from sparsify.evaluate.base import EvalResult, MetricSpec, evaluator
 from sparsify.evaluate.context import EvalContext
-from sparsify.evaluate.metrics import loss_and_topk
+from sparsify.evaluate.distributions import clean
 
 METRICS = {
     "accuracy": MetricSpec(
@@ -18,9 +21,12 @@ METRICS = {
 
 @evaluator("accuracy", metrics=METRICS)
 def accuracy(ctx: EvalContext) -> EvalResult:
-    ks = (1, 5) if ctx.data.num_classes > 10 else (1,)
-    loss, acc = loss_and_topk(ctx.model, ctx.loader, ctx.device, ks)
-    scalars = {"accuracy": acc[1], "loss": loss}
-    if 5 in acc:
-        scalars["top5_accuracy"] = acc[5]
+    out = ctx.outputs(clean())
+    scalars = {
+        "accuracy": out.accuracy,
+        "loss": float(F.cross_entropy(out.logits.double(), out.labels)),
+    }
+    if ctx.data.num_classes > 10:
+        top5 = out.logits.topk(5, dim=1).indices == out.labels[:, None]
+        scalars["top5_accuracy"] = float(top5.any(dim=1).double().mean())
     return EvalResult(scalars=scalars)

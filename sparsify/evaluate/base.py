@@ -10,7 +10,10 @@ which declares
 - `needs`: what it cannot run without (`NEEDS`), checked before any work;
 - `automatic`: run whenever its needs are met, without being listed in `eval.evaluators`
   (the kernel evaluators under `backend=triton`);
-- `section`: an optional report section of its own (sparsify/report/parts.py).
+- `section`: an optional report section of its own (sparsify/report/parts.py);
+- `shares`: other evaluators whose settings change its result (e.g. `corruptions`, whose names
+  and severities are the corrupted data that `fidelity` and `calibration` also score): their
+  settings are part of its result's key.
 
 Results are stored per level and per evaluator under `levels/level_XX/eval/<key>/` and reused
 when present (sparsify/evaluate/stage.py): an evaluator runs once per level and settings.
@@ -81,6 +84,7 @@ class Evaluator:
     needs: frozenset[str] = frozenset()
     automatic: bool = False
     section: Optional[Callable[..., Any]] = None  # (ReportInput) -> list[Section]
+    shares: tuple[str, ...] = ()
 
     def __call__(self, ctx: EvalContext) -> EvalResult:
         result = self.fn(ctx)
@@ -100,6 +104,7 @@ def evaluator(
     needs: tuple[str, ...] = (),
     automatic: bool = False,
     section: Optional[Callable[..., Any]] = None,
+    shares: tuple[str, ...] = (),
     registry: Registry[Evaluator] = EVALUATORS,
 ) -> Callable[[Callable[[EvalContext], EvalResult]], Callable[[EvalContext], EvalResult]]:
     """Decorator: register `fn` as the evaluator `name` (see the module docstring)."""
@@ -107,7 +112,9 @@ def evaluator(
     assert not unknown, f"evaluator {name}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}"
 
     def decorate(fn: Callable[[EvalContext], EvalResult]) -> Callable[[EvalContext], EvalResult]:
-        entry = Evaluator(name, fn, dict(metrics), settings, frozenset(needs), automatic, section)
+        entry = Evaluator(
+            name, fn, dict(metrics), settings, frozenset(needs), automatic, section, tuple(shares)
+        )
         registry.register(name)(entry)
         return fn
 

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from sparsify.data.base import DataBundle, Loader
+from sparsify.evaluate.distributions import Distribution, Inputs
+from sparsify.evaluate.outputs import Outputs, compute_outputs
 from sparsify.records import LevelRecord
 from sparsify.runview import RunView
 from sparsify.seeding import EVAL_STREAM, seeded_generator
@@ -47,6 +49,17 @@ class LevelModels:
     def mask(self) -> Mask:
         return self.run.mask(self.level)
 
+    @cached_property
+    def _outputs(self) -> dict[str, Outputs]:
+        return {}
+
+    def outputs(self, inputs: Inputs, dist: Distribution) -> Outputs:
+        """The level's model's (as the backend runs it) outputs on `dist`, once per level."""
+        if dist.name not in self._outputs:
+            model = self.torch_model if self.kernel_model is None else self.kernel_model
+            self._outputs[dist.name] = compute_outputs(model, inputs, dist)
+        return self._outputs[dist.name]
+
 
 class EvalContext:
     """One evaluator at one level.
@@ -57,7 +70,12 @@ class EvalContext:
       `kernel_model`: the converted one or None; `trainable_model()`: a copy to train;
     - `data` (every split), `split` and `loader` (the split evaluated, `eval.split`), `device`;
     - `settings`: the evaluator's own settings (its dataclass, `eval.<name>.*`), or None;
-    - `run`: the run's saved levels (RunView); `dense()`: the dense reference model, or None;
+    - `run`: the run's saved levels (RunView); `dense()`: the dense parent (the reference
+      level, `dense_level`), or None;
+    - `outputs(dist)` / `dense_outputs(dist)`: the level's / the dense parent's outputs on a test
+      distribution (evaluate/distributions.py), computed once per level / once per run and
+      shared by all evaluators; `corrupted()`: the corrupted distributions `eval.corruptions`
+      selects (names x severities), for any evaluator that scores corrupted data;
     - `generator(*keys)`: seeded by (seed, level, the evaluator's key, *keys);
     - `artifact_dir`: the evaluator's own folder for files beyond its result (created on demand).
     """
@@ -74,6 +92,10 @@ class EvalContext:
         settings: Any,
         run: RunView,
         dense: Callable[[], Optional[nn.Module]],
+        dense_outputs: Callable[[Distribution], Optional[Outputs]],
+        dense_level: Optional[int],
+        inputs: Inputs,
+        corrupted: list[Distribution],
         artifact_dir: Path,
         seed: int,
         key: str,
@@ -82,6 +104,8 @@ class EvalContext:
         self.level, self.record, self._models = level, record, models
         self.data, self.split, self.device = data, split, device
         self.settings, self.run, self._dense = settings, run, dense
+        self._dense_outputs, self.dense_level = dense_outputs, dense_level
+        self.inputs, self._corrupted = inputs, corrupted
         self._artifact_dir, self.seed, self.key, self.backend = artifact_dir, seed, key, backend
 
     @property
@@ -116,6 +140,21 @@ class EvalContext:
         """The dense reference model (the method's dense level) in eval mode, loaded once per
         run; None for methods without one (an evaluator that needs it declares `dense`)."""
         return self._dense()
+
+    def outputs(self, dist: Distribution) -> Outputs:
+        return self._models.outputs(self.inputs, dist)
+
+    def dense_outputs(self, dist: Distribution) -> Optional[Outputs]:
+        """The dense parent's outputs on `dist`, or None without a dense parent."""
+        return self._dense_outputs(dist)
+
+    @property
+    def is_dense(self) -> bool:
+        """Whether this level is the dense parent itself."""
+        return self.level == self.dense_level
+
+    def corrupted(self) -> list[Distribution]:
+        return list(self._corrupted)
 
     def generator(self, *keys: int) -> torch.Generator:
         """A generator of this evaluator at this level: the same draws on every re-evaluation."""

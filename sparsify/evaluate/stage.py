@@ -28,6 +28,8 @@ from sparsify.data.base import DataBundle
 from sparsify.errors import UserError
 from sparsify.evaluate.base import EVALUATORS, NEEDS, EvalResult, Evaluator, MetricSpec
 from sparsify.evaluate.context import EvalContext, LevelModels
+from sparsify.evaluate.distributions import Distribution, Inputs
+from sparsify.evaluate.outputs import Outputs, compute_outputs
 from sparsify.identity import field_defaults
 from sparsify.io import load_json, save_json, save_torch
 from sparsify.records import LevelRecord
@@ -69,39 +71,71 @@ def needs_met(need: str, cfg: Any) -> bool:
             cfg.device == "auto" and torch.cuda.is_available()
         )
     if need == "dense":
-        from sparsify.methods import METHODS
-
-        return cfg.prune.name in METHODS and METHODS.get(cfg.prune.name).dense_level is not None
+        return reference_level(cfg) is not None
     assert need == "val", need
     return cfg.data.val_fraction > 0
 
 
+def reference_level(cfg: Any) -> Optional[int]:
+    """The dense parent's level: `eval.dense_level`, else the method's dense level (None for the
+    methods without one)."""
+    chosen = cfg.eval.get("dense_level")
+    if chosen is not None:
+        return int(chosen)
+    from sparsify.methods import METHODS
+
+    if cfg.prune.name not in METHODS:
+        return None
+    return METHODS.get(cfg.prune.name).dense_level
+
+
+def corruption_settings(eval_cfg: Any) -> Any:
+    """`eval.corruptions` (read by every evaluator that scores corrupted data), or None."""
+    if "corruptions" not in EVALUATORS:
+        return None
+    return settings_of(EVALUATORS.get("corruptions"), eval_cfg)
+
+
+def _entry(where: str, name: str) -> Evaluator:
+    if name not in EVALUATORS:
+        raise UserError(
+            f"{where}: {name!r} is not valid; choose one of: {', '.join(EVALUATORS.names())}"
+        )
+    return EVALUATORS.get(name)
+
+
+def unmet(entry: Evaluator, cfg: Any) -> list[str]:
+    """What `entry` needs that the config `cfg` does not provide (NEEDS' words)."""
+    return [NEEDS[n] for n in sorted(entry.needs) if not needs_met(n, cfg)]
+
+
 def selected(cfg: Any) -> list[Evaluator]:
     """The evaluators a run with config `cfg` runs: those listed in `eval.evaluators`, in order,
-    then the automatic ones whose needs are met. A UserError for an unknown name, a listed one
-    whose needs are not met, or two that report the same key."""
+    then those of `eval.if_possible` whose needs are met, then the automatic ones whose needs are
+    met. A UserError for an unknown name, one listed twice, one of `eval.evaluators` whose needs
+    are not met, or two that report the same key."""
     names = list(cfg.eval.evaluators)
     if not names:
         raise UserError(
             f"eval.evaluators is empty; list at least one of: {', '.join(EVALUATORS.names())}"
         )
-    entries = []
-    for name in names:
-        if name not in EVALUATORS:
-            raise UserError(
-                f"eval.evaluators: {name!r} is not valid; choose one of: "
-                f"{', '.join(EVALUATORS.names())}"
-            )
-        entry = EVALUATORS.get(name)
-        if entry in entries:
-            raise UserError(f"eval.evaluators lists {name} twice")
-        for need in sorted(entry.needs):
-            if not needs_met(need, cfg):
-                raise UserError(f"evaluator {name} needs {NEEDS[need]}")
-        entries.append(entry)
+    entries: list[Evaluator] = []
+    for where in ("eval.evaluators", "eval.if_possible"):
+        for name in cfg.eval.get(where.split(".")[1], []):
+            entry = _entry(where, name)
+            if entry in entries:
+                raise UserError(
+                    f"{where} lists {name} again (eval.evaluators and eval.if_possible "
+                    "together name each evaluator once)"
+                )
+            missing = unmet(entry, cfg)
+            if missing and where == "eval.evaluators":
+                raise UserError(f"evaluator {name} needs {missing[0]}")
+            if not missing:
+                entries.append(entry)
     for name in EVALUATORS.names():
         entry = EVALUATORS.get(name)
-        if entry.automatic and entry not in entries and all(needs_met(n, cfg) for n in entry.needs):
+        if entry.automatic and entry not in entries and not unmet(entry, cfg):
             entries.append(entry)
     owner: dict[str, str] = {}
     for entry in entries:
@@ -113,6 +147,16 @@ def selected(cfg: Any) -> list[Evaluator]:
                 )
             owner[key] = entry.name
     return entries
+
+
+def skipped(cfg: Any) -> list[str]:
+    """One line per evaluator of `eval.if_possible` that this run cannot run, and why."""
+    out = []
+    for name in cfg.eval.get("if_possible", []):
+        missing = unmet(_entry("eval.if_possible", name), cfg)
+        if missing:
+            out.append(f"{name} is not run: it needs {missing[0]}")
+    return out
 
 
 def metric_specs(entries: list[Evaluator]) -> dict[str, MetricSpec]:
@@ -129,15 +173,24 @@ class EvaluationStage:
         data: DataBundle,
         run: RunView,
         device: torch.device,
-        dense_level: Optional[int],
     ) -> None:
         self.cfg, self.data, self.run, self.device = cfg, data, run, device
-        self.dense_level = dense_level
+        self.dense_level = reference_level(cfg)
         self.entries = selected(cfg)
         self.specs = metric_specs(self.entries)
+        from sparsify.evaluate.summary import selected_summaries
+
+        self.summaries = selected_summaries(cfg)
         self.split = str(cfg.eval.split)
         self._settings = {e.name: settings_of(e, cfg.eval) for e in self.entries}
         self._dense: Optional[nn.Module] = None
+        self._dense_outputs: dict[str, Outputs] = {}
+        loader = data.test if self.split == "test" else data.val
+        assert loader is not None, "eval.split=val without a validation split passed validation"
+        cs = corruption_settings(cfg.eval)
+        preset = "auto" if cs is None else cs.preset
+        self.inputs = Inputs(loader, data.stats, int(cfg.seed), device, preset)
+        self.corrupted = [] if cs is None else cs.distributions()
         backend = _plain(cfg.backend)
         self._backend = backend if backend.get("name") == "triton" else {}
         self._keys = {e.name: self._key(e) for e in self.entries}  # the same at every level
@@ -147,8 +200,13 @@ class EvaluationStage:
         return self._keys[entry.name]
 
     def _key(self, entry: Evaluator) -> str:
+        shared = {
+            name: _non_default(settings_of(EVALUATORS.get(name), self.cfg.eval))
+            for name in entry.shares
+        }
         identity = {
             "settings": _non_default(self._settings[entry.name]),
+            **({"shared": shared} if any(shared.values()) else {}),
             "split": self.split,
             "batch_size": int(self.cfg.eval.batch_size),
             "backend": self._backend,
@@ -173,6 +231,37 @@ class EvaluationStage:
             self._dense = self.run.model(self.dense_level, self.device)
         return self._dense
 
+    def dense_outputs(self, dist: Distribution) -> Optional[Outputs]:
+        """The dense parent's outputs on `dist`, computed once per run (None without one)."""
+        model = self.dense()
+        if model is None:
+            return None
+        if dist.name not in self._dense_outputs:
+            self._dense_outputs[dist.name] = compute_outputs(model, self.inputs, dist)
+        return self._dense_outputs[dist.name]
+
+    def ready(self, level: int) -> bool:
+        """Whether `level` can be evaluated now: its dense parent is trained (a later reference
+        level, `eval.dense_level`, makes the levels before it wait for it)."""
+        return self.dense_level is None or self.run.rd.level_trained(self.dense_level)
+
+    def summarize(self, records: list[LevelRecord]) -> dict[str, Any]:
+        """Every selected summary of the evaluated `records` (all levels), by name."""
+        from sparsify.evaluate.summary import SummaryInput
+
+        out = {}
+        for entry in self.summaries:
+            inp = SummaryInput(
+                records=records,
+                dense_level=self.dense_level,
+                specs=self.specs,
+                settings=settings_of(entry, self.cfg.eval),
+                eval_images=self.inputs.loader.num_samples,
+                num_classes=self.data.num_classes,
+            )
+            out[entry.name] = entry.fn(inp)
+        return out
+
     def evaluate(self, record: LevelRecord) -> LevelRecord:
         """`record` (a trained level's) with every selected evaluator's scalars and tables,
         computing only the results not yet on disk."""
@@ -195,6 +284,10 @@ class EvaluationStage:
                     settings=self._settings[entry.name],
                     run=self.run,
                     dense=self.dense,
+                    dense_outputs=self.dense_outputs,
+                    dense_level=self.dense_level,
+                    inputs=self.inputs,
+                    corrupted=self.corrupted,
                     artifact_dir=folder,
                     seed=int(self.cfg.seed),
                     key=key,

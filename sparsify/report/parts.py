@@ -6,7 +6,8 @@ and figures follow the evaluators' MetricSpecs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sparsify.evaluate.base import Evaluator, MetricSpec
 from sparsify.records import LevelRecord, RunResults
@@ -23,6 +24,7 @@ class ReportInput:
     records: list[LevelRecord]  # with per-layer counts
     evaluators: list[Evaluator]  # the selected ones, in order
     specs: dict[str, MetricSpec]  # every selected evaluator's scalars
+    summaries: list[Any] = field(default_factory=list)  # the selected summaries (Summary)
 
     @property
     def title(self) -> str:
@@ -46,6 +48,15 @@ def part(name: str) -> Callable[[Part], Part]:
 
 def _sparsity(lv: LevelRecord) -> str:
     return f"{100 * lv.sparsity:.2f}%"
+
+
+FIRST = "verdict"  # the summary the report opens with
+
+
+@part("verdict")
+def verdict(inp: ReportInput) -> list[Section]:
+    """The verdict summary's section, first of all, when the run computed it."""
+    return [s for e in inp.summaries if e.name == FIRST and e.section for s in e.section(inp)]
 
 
 @part("levels")
@@ -74,6 +85,12 @@ def evaluator_sections(inp: ReportInput) -> list[Section]:
         if entry.section is not None:
             out += entry.section(inp)
     return out
+
+
+@part("summaries")
+def summary_sections(inp: ReportInput) -> list[Section]:
+    """The other summaries' sections (prune potential), in their order."""
+    return [s for e in inp.summaries if e.name != FIRST and e.section for s in e.section(inp)]
 
 
 @part("layers")

@@ -11,6 +11,26 @@ from sparsify.io import save_bytes
 from sparsify.records import LevelRecord
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: Path) -> None:
+    """Write `fig` as a PNG at `path` (atomically) and close it."""
+    plt = pyplot()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    save_bytes(buf.getvalue(), path)
+
+
 def metric_vs_sparsity(
     levels: list[LevelRecord],
     key: str,
@@ -23,11 +43,7 @@ def metric_vs_sparsity(
     """Metric `key` on `split` against sparsity (%), one annotated point per level that has it;
     the dense reference level, if any, also as a dashed line. Percentages for fractions
     (`spec.percent`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     levels = [lv for lv in levels if isinstance(lv.metrics.get(key), (int, float))]
     scale = 100 if spec.percent else 1
     xs = [100 * lv.sparsity for lv in levels]
@@ -52,8 +68,4 @@ def metric_vs_sparsity(
     ax.set_ylabel(f"{split} {spec.label}{unit}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    save_bytes(buf.getvalue(), path)
+    save_png(fig, path)

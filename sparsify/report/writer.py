@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sparsify.evaluate.base import Evaluator
 from sparsify.evaluate.stage import metric_specs
 from sparsify.io import save_text
@@ -25,10 +28,14 @@ def build_report(inp: ReportInput) -> Report:
 
 
 def write_report(
-    rd: RunDir, results: RunResults, records: list[LevelRecord], evaluators: list[Evaluator]
+    rd: RunDir,
+    results: RunResults,
+    records: list[LevelRecord],
+    evaluators: list[Evaluator],
+    summaries: Sequence[Any] = (),
 ) -> None:
     """Write report.md, report.html and the plots into the run directory."""
-    inp = ReportInput(rd, results, records, evaluators, metric_specs(evaluators))
+    inp = ReportInput(rd, results, records, evaluators, metric_specs(evaluators), list(summaries))
     report = build_report(inp)
     save_text(to_markdown(report), rd.report_path("md"))
     save_text(to_html(report), rd.report_path("html"))

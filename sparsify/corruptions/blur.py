@@ -1,0 +1,157 @@
+"""Blur corruptions: defocus, glass, motion, zoom and Gaussian blur, batched in torch.
+
+Parameter tables: `cifar` from hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py,
+`imagenet` from imagecorruptions (imagecorruptions-imaug 1.1.5 = ImageNet-C's constants).
+Lengths in pixels (radii, sigmas, displacements) are multiplied by `scale` (base.py); at tiny
+scale (an 8x8 image at the cifar preset, scale 0.25) a kernel whose radius rounds to 0 becomes
+the identity: at 8x8 defocus_blur is exactly the identity at all 5 severities and
+gaussian_blur nearly so, as blurring the 32x32 original by <= 1.5 px and shrinking it 4x would
+be. glass_blur below scale 1 works on the reference grid instead (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from sparsify.corruptions import draw, filters
+from sparsify.corruptions.base import register
+
+
+def _arange(stop: float, step: float, start: float = 1.0) -> tuple[float, ...]:
+    """np.arange(start, stop, step) value for value: ceil((stop - start) / step) values
+    start + i * ((start + step) - start), so float rounding can include `stop`
+    (np.arange(1, 1.06, .01) ends at 1.06) and 1 + 10 * .03 is 1.3000000000000003, whose
+    zoomed crop is 1 px larger than 1.2999999999999998's."""
+    n = math.ceil((stop - start) / step)
+    delta = (start + step) - start
+    return tuple(start + i * delta for i in range(n))
+
+
+# sigma (px). make_cifar_c.py / imagecorruptions.
+GAUSSIAN_CIFAR = ((0.4,), (0.6,), (0.7,), (0.8,), (1.0,))
+GAUSSIAN_IMAGENET = ((1,), (2,), (3,), (4,), (6,))
+
+
+@register("gaussian_blur", "blur", cifar=GAUSSIAN_CIFAR, imagenet=GAUSSIAN_IMAGENET)
+def gaussian_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
+    """skimage.filters.gaussian(sigma) per channel (truncate 4, edge replication); sigma
+    scaled. Deterministic: `g` is not used."""
+    return filters.gaussian_blur(x, p[0] * scale)
+
+
+# (sigma px, max_delta px, iterations). make_cifar_c.py / imagecorruptions.
+GLASS_CIFAR = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))
+GLASS_IMAGENET = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))
+
+
+def _scramble(x: Tensor, max_delta: int, g: torch.Generator) -> Tensor:
+    """One pass of the reference's pixel scrambling loop, batched over images and columns.
+
+    The reference visits rows h = H - d .. d + 1 and, in each, columns w = W - d .. d + 1
+    (descending), and does `x[h, w], x[h', w'] = x[h', w'], x[h, w]` with (h', w') =
+    (h + dy, w + dx), dx, dy ~ randint(-d, d). On an (H, W, 3) array both sides are views,
+    so this COPIES x[h', w'] into x[h, w] and leaves x[h', w'] as it is: each pixel takes
+    the current value of a pixel at most d away, which is already rewritten when it comes
+    later in the visiting order (a row below, or to the right in the same row). Rows are
+    done one at a time, bottom up; the copies inside a row (targets to the right) form
+    chains, followed by pointer jumping. Same distribution as the reference, not its draws.
+    """
+    b, c, h, w = x.shape
+    d = max_delta
+    lo_h, hi_h, lo_w, hi_w = d + 1, h - d, d + 1, w - d  # visited box, inclusive
+    if hi_h < lo_h or hi_w < lo_w:
+        return x
+    y = x.clone()
+    flat = y.view(b, c, h * w)
+    cols = torch.arange(w, device=x.device).view(1, w)
+    inside = (cols >= lo_w) & (cols <= hi_w)
+    steps = max(1, (w - 1).bit_length())
+    offsets = draw.integers(-d, d, (hi_h - lo_h + 1, 2, b, w), g, x.device)
+    for row in range(hi_h, lo_h - 1, -1):
+        dy, dx = offsets[hi_h - row]
+        dy, dx = dy * inside, dx * inside  # outside the box: unchanged
+        src_col = cols + dx
+        # targets to the right in this row are rewritten already: follow them (chains)
+        chain = (dy == 0) & (dx > 0) & (src_col <= hi_w)
+        ptr = torch.where(chain, src_col, cols.expand(b, w))
+        for _ in range(steps):
+            ptr = ptr.gather(1, ptr)
+        src = (row + dy) * w + src_col  # terminal source of every column
+        src = src.gather(1, ptr)
+        flat[:, :, row * w : (row + 1) * w] = flat.gather(2, src.unsqueeze(1).expand(b, c, w))
+    return y
+
+
+@register("glass_blur", "blur", cifar=GLASS_CIFAR, imagenet=GLASS_IMAGENET)
+def glass_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
+    """Gaussian blur, truncation to 8 bits, `iterations` passes of local pixel scrambling
+    (`_scramble`, which follows the reference's loop exactly but draws its own offsets), Gaussian
+    blur again. Sigma and max_delta are scaled (max_delta rounded, at least 1). Below scale 1
+    a pixel cannot move by a fraction of itself, so the image is resized to the reference grid
+    (side / scale), corrupted there with the unscaled constants, and the change is resized
+    back and added (resizing the change, not the image, keeps the resize round trip's own
+    blur out).
+    """
+    sigma, max_delta, iterations = p
+    h, w = x.shape[-2:]
+    if scale < 1:
+        big = filters.resize(x, filters.reference_grid(h, w, scale))
+        return x + filters.resize(glass_blur(big, p, g, 1.0) - big, (h, w))
+    sigma, max_delta = sigma * scale, max(1, round(max_delta * scale))
+    y = torch.floor(filters.gaussian_blur(x, sigma).clamp(0, 1) * 255) / 255
+    for _ in range(iterations):
+        y = _scramble(y, max_delta, g)
+    return filters.gaussian_blur(y, sigma)
+
+
+# (radius px, alias_blur sigma px). make_cifar_c.py / imagecorruptions.
+DEFOCUS_CIFAR = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))
+DEFOCUS_IMAGENET = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
+
+
+@register("defocus_blur", "blur", cifar=DEFOCUS_CIFAR, imagenet=DEFOCUS_IMAGENET)
+def defocus_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
+    """Correlation with the reference's anti-aliased disk (radius, alias sigma scaled), border
+    reflected as cv2.filter2D's default. Deterministic: `g` is not used. A radius below 1 px
+    is the 3x3 anti-aliasing Gaussian alone."""
+    kernel = filters.disk_kernel(p[0] * scale, p[1] * scale)
+    return filters.filter2d(x, kernel, "reflect101")
+
+
+# (radius px, sigma px); angle ~ U(-45, 45) degrees. make_cifar_c.py / imagecorruptions.
+MOTION_CIFAR = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))
+MOTION_IMAGENET = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
+
+
+@register("motion_blur", "blur", cifar=MOTION_CIFAR, imagenet=MOTION_IMAGENET)
+def motion_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
+    """One-sided Gaussian streak along a random angle per image (U(-45, 45) degrees), as
+    imagecorruptions' numpy reimplementation of ImageMagick's MotionBlurImage (CIFAR-10-C was
+    made with ImageMagick itself, so not bit-identical to the released files). Radius and
+    sigma are scaled; 2 ceil(radius) + 1 taps, so at least 3 for any positive radius."""
+    angle = draw.uniform((x.shape[0],), g, torch.device("cpu")) * 90 - 45
+    return filters.motion_blur(x, p[0] * scale, p[1] * scale, angle)
+
+
+# zoom factors = np.arange(1, stop, step). make_cifar_c.py / imagecorruptions.
+ZOOM_CIFAR = tuple((_arange(s, 0.01),) for s in (1.06, 1.11, 1.16, 1.21, 1.26))
+ZOOM_IMAGENET = (
+    (_arange(1.11, 0.01),),
+    (_arange(1.16, 0.01),),
+    (_arange(1.21, 0.02),),
+    (_arange(1.26, 0.02),),
+    (_arange(1.31, 0.03),),
+)
+
+
+@register("zoom_blur", "blur", cifar=ZOOM_CIFAR, imagenet=ZOOM_IMAGENET)
+def zoom_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
+    """Mean of `x` and its centre zoomed by each factor (the reference's clipped_zoom, linear
+    interpolation). Zoom factors are ratios, so `scale` does not enter. Deterministic."""
+    out = x.clone()
+    for factor in p[0]:
+        out += filters.clipped_zoom(x, factor)
+    return out / (len(p[0]) + 1)
