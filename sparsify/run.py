@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from sparsify.data import build_data
 from sparsify.data.base import DataBundle
 from sparsify.errors import UserError
-from sparsify.evaluate.stage import EvaluationStage
+from sparsify.evaluate.stage import EvaluationStage, skipped
 from sparsify.identity import config_hash, find_renamed_run, run_name, study_key
 from sparsify.io import save_torch
 from sparsify.level import RunState, train_level
@@ -183,6 +183,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     prepared = prepare(cfg, rd)
     method, ctx, view = prepared.method, prepared.ctx, prepared.view
     stage = EvaluationStage(cfg, prepared.data, view, device)
+    for note in skipped(cfg):  # eval.if_possible entries this run cannot run
+        print(f"sparsify: {note}")
     model = prepared.model.to(device)
     n_levels = method.num_levels()
     ckpt_every = max(

@@ -110,3 +110,30 @@ def write_tree(root: Path, rng: np.random.Generator, splits: dict[str, int]) -> 
                 else:
                     image = Image.fromarray(_images(rng, 1, (h, w, 3))[0], mode="RGB")
                 image.save(root / split / c / f"{i}.png")
+
+
+def write_cifar10_1(folder: Path, n: int, side: int = 32, channels: int = 3, seed: int = 0):
+    """cifar10.1_v6_data.npy (n, side, side, channels) uint8 and cifar10.1_v6_labels.npy (n,),
+    as the CIFAR-10.1 release (which is 2000 x 32 x 32 x 3)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = _images(rng, n, (side, side, channels))
+    labels = rng.integers(0, 10, size=n).astype(np.int64)
+    np.save(folder / "cifar10.1_v6_data.npy", images)
+    np.save(folder / "cifar10.1_v6_labels.npy", labels)
+    return images, labels
+
+
+def write_cifar_c(folder: Path, names: list[str], per: int, side: int = 32, seed: int = 0):
+    """CIFAR-10-C: <name>.npy (5 * per, side, side, 3) uint8 per corruption (severities 1..5 in
+    order) and labels.npy (5 * per,), the test labels repeated 5 times (the release has
+    per = 10000)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = rng.integers(0, 10, size=per).astype(np.int64)
+    np.save(folder / "labels.npy", np.tile(labels, 5))
+    written = {}
+    for name in names:
+        written[name] = _images(rng, 5 * per, (side, side, 3))
+        np.save(folder / f"{name}.npy", written[name])
+    return written, labels

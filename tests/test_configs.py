@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sparsify.compose import compose
+from sparsify.data import build_data
 from sparsify.evaluate import EVALUATORS
 from sparsify.identity import run_name
 from sparsify.methods import METHODS
@@ -102,12 +103,20 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", EVALUATORS.names())
-def test_every_evaluator_returns_finite_declared_numbers_on_a_saved_run(name, trained_run):
+def test_every_evaluator_returns_finite_declared_numbers_on_a_saved_run(
+    name, trained_run, tmp_path
+):
     from sparsify.evaluate.__main__ import evaluate_run
     from sparsify.evaluate.stage import needs_met
 
     entry = EVALUATORS.get(name)
     overrides = [f"eval.evaluators=[{name}]", "eval.if_possible=[]", "device=cpu"]
+    if name == "shift":  # a released test set in CIFAR-10.1's format, of the run's image shape
+        from tests.formats import write_cifar10_1
+
+        data = build_data(compose(TINY).data, 32, 32, 0)
+        write_cifar10_1(tmp_path, 40, data.image_size, data.in_channels)
+        overrides.append(f"eval.shift.cifar10_1={tmp_path}")
     if "kernels" in entry.needs:
         overrides.append("backend=triton")  # the kernels run in Triton's interpreter here
     cfg = compose(overrides, validate=False)

@@ -144,6 +144,30 @@ def _same_classes(name: str, train: ImageFolder, other: ImageFolder, path: Path)
         )
 
 
+def _eval_transform(size: int) -> Callable[[Any], Tensor]:
+    """Resize to 256/224 of `size`, centre crop `size`, ImageNet normalisation."""
+    return transforms.Compose(
+        [
+            transforms.Resize(round(size * 256 / 224)),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_STATS.mean, IMAGENET_STATS.std),
+        ]
+    )
+
+
+def eval_loader(what: str, path: Path, size: int, classes: int, batch_size: int) -> FolderLoader:
+    """An evaluation loader of the class-per-folder tree at `path` (e.g. one ImageNet-C
+    corruption and severity), which must hold `classes` class folders."""
+    folder = _image_folder(what, path)
+    if len(folder.classes) != classes:
+        raise UserError(
+            f"{what}: {path} has {len(folder.classes)} class folders; the model has {classes} classes"
+        )
+    indices = torch.arange(len(folder.samples))
+    return FolderLoader(_Samples(folder, _eval_transform(size)), indices, batch_size)
+
+
 def build_folder(
     name: str, cfg: DataConfig, batch_size: int, eval_batch_size: int, seed: int
 ) -> DataBundle:
@@ -162,14 +186,7 @@ def build_folder(
         )
     size = cfg.image_size or DEFAULT_SIZE
     normalize = transforms.Normalize(IMAGENET_STATS.mean, IMAGENET_STATS.std)
-    eval_tf = transforms.Compose(
-        [
-            transforms.Resize(round(size * 256 / 224)),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            normalize,
-        ]
-    )
+    eval_tf = _eval_transform(size)
     train_tf = eval_tf
     if cfg.augment:
         train_tf = transforms.Compose(

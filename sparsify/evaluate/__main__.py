@@ -67,7 +67,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> Optional[dict[str,
     """Evaluate the trained levels of the run in `run_dir` as `overrides` say. Returns the
     results.json content, or None for a run whose levels are not all trained yet (its trained
     levels are evaluated and their metrics.json written; results.json is not)."""
-    from sparsify.evaluate.stage import EvaluationStage
+    from sparsify.evaluate.stage import EvaluationStage, skipped
     from sparsify.run import level_line, prepare, publish, resolve_device
     from sparsify.rundir import RunDir
 
@@ -83,6 +83,8 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> Optional[dict[str,
     if not levels:
         raise UserError(f"{rd.path} has no trained level yet; nothing to evaluate")
     stage = EvaluationStage(cfg, prepared.data, view, device)
+    for note in skipped(cfg):
+        print(f"sparsify: {note}")
     if not stage.ready(levels[-1]):
         raise UserError(
             f"eval.dense_level={stage.dense_level}: that level is not trained yet; evaluate "

@@ -13,7 +13,9 @@ which declares
 - `section`: an optional report section of its own (sparsify/report/parts.py);
 - `shares`: other evaluators whose settings change its result (e.g. `corruptions`, whose names
   and severities are the corrupted data that `fidelity` and `calibration` also score): their
-  settings are part of its result's key.
+  settings are part of its result's key;
+- `prepare`: called once per run before any work with (settings, data, inputs, batch size), to
+  open and check files of its own (`shift` registers its released test sets there).
 
 Results are stored per level and per evaluator under `levels/level_XX/eval/<key>/` and reused
 when present (sparsify/evaluate/stage.py): an evaluator runs once per level and settings.
@@ -39,7 +41,7 @@ NEEDS = {
     "kernels": "backend=triton (the model converted to sparsify's kernels)",
     "cuda": "a CUDA GPU (device=cuda, or device=auto on a machine with one)",
     "dense": "a dense reference level (the methods whose level 0 trains dense: not gmp, "
-    "supermask, edgepopup)",
+    "supermask, edgepopup; or eval.dense_level=L to compare with level L)",
     "val": "a validation split (data.val_fraction > 0)",
 }
 
@@ -85,6 +87,7 @@ class Evaluator:
     automatic: bool = False
     section: Optional[Callable[..., Any]] = None  # (ReportInput) -> list[Section]
     shares: tuple[str, ...] = ()
+    prepare: Optional[Callable[..., None]] = None  # (settings, data, inputs, batch_size)
 
     def __call__(self, ctx: EvalContext) -> EvalResult:
         result = self.fn(ctx)
@@ -105,6 +108,7 @@ def evaluator(
     automatic: bool = False,
     section: Optional[Callable[..., Any]] = None,
     shares: tuple[str, ...] = (),
+    prepare: Optional[Callable[..., None]] = None,
     registry: Registry[Evaluator] = EVALUATORS,
 ) -> Callable[[Callable[[EvalContext], EvalResult]], Callable[[EvalContext], EvalResult]]:
     """Decorator: register `fn` as the evaluator `name` (see the module docstring)."""
@@ -113,7 +117,15 @@ def evaluator(
 
     def decorate(fn: Callable[[EvalContext], EvalResult]) -> Callable[[EvalContext], EvalResult]:
         entry = Evaluator(
-            name, fn, dict(metrics), settings, frozenset(needs), automatic, section, tuple(shares)
+            name,
+            fn,
+            dict(metrics),
+            settings,
+            frozenset(needs),
+            automatic,
+            section,
+            tuple(shares),
+            prepare,
         )
         registry.register(name)(entry)
         return fn

@@ -18,6 +18,8 @@ only the accuracies are reported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
 
 from sparsify.checks import check_choice
 from sparsify.corruptions import BENCHMARK, CORRUPTIONS, ORDER, SEVERITIES
@@ -38,6 +40,9 @@ class CorruptionSettings:
     severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
     # parameter set: cifar (make_cifar_c.py's), imagenet (imagenet_c's), auto: cifar up to 64 px
     preset: str = "auto"
+    # a released set used instead of generating: a CIFAR-10-C / CIFAR-100-C folder of .npy files,
+    # or an ImageNet-C tree <corruption>/<severity>/<class>/<image>; null: generate
+    released: Optional[str] = None
 
     def check(self, where: str) -> None:
         if not self.names:
@@ -52,6 +57,11 @@ class CorruptionSettings:
             if len(set(values)) != len(values):
                 raise UserError(f"{where}.{what} lists a value twice: {list(values)}")
         check_choice(f"{where}.preset", self.preset, PRESETS)
+        if self.released is not None and not Path(self.released).expanduser().is_dir():
+            raise UserError(
+                f"{where}.released={self.released}: not a folder (give the CIFAR-10-C folder of "
+                ".npy files or the ImageNet-C folder, or null to generate the corruptions)"
+            )
 
     def distributions(self) -> list[Distribution]:
         """Every (corruption, severity), corruptions in benchmark order."""

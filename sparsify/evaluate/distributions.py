@@ -12,7 +12,7 @@ once, not once per level.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -35,11 +35,14 @@ class Distribution:
     severity: Optional[int] = None
     eps: Optional[float] = None  # uniform noise radius, normalised units
     samples: int = 1  # noisy copies of each image (noise only), concatenated sample by sample
+    shift: bool = False  # a released test set of its own (e.g. CIFAR-10.1), not the split
 
     @property
     def kind(self) -> str:
         if self.corruption is not None:
             return "corruption"
+        if self.shift:
+            return "shift"
         return "noise" if self.eps is not None else CLEAN
 
 
@@ -53,6 +56,10 @@ def corrupted(name: str, severity: int) -> Distribution:
 
 def noisy(eps: float, samples: int) -> Distribution:
     return Distribution(f"noise/{eps:g}", eps=float(eps), samples=samples)
+
+
+def shifted(name: str) -> Distribution:
+    return Distribution(name, shift=True)
 
 
 class Inputs:
@@ -75,6 +82,10 @@ class Inputs:
         self.std = torch.tensor(stats.std, device=device).view(1, -1, 1, 1)
         self._kept: dict[str, list[tuple[Tensor, Tensor]]] = {}
         self._kept_bytes = 0
+        # released sets: a loader per shifted set's name, and one per corrupted distribution
+        # when eval.corruptions.released replaces the generated corruptions
+        self.shift_loaders: dict[str, Loader] = {}
+        self.released: Optional[Callable[[Distribution], Loader]] = None
 
     def batches(self, dist: Distribution) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of `dist`, in the split's order (noise: sample 0 of every batch, then 1 ...
@@ -83,9 +94,14 @@ class Inputs:
             yield from self._kept[dist.name]
             return
         made: list[tuple[Tensor, Tensor]] = []
-        for k, (x, y) in enumerate(self.loader.batches(0)):
+        source, transform = self.loader, True
+        if dist.kind == "shift":
+            source, transform = self.shift_loaders[dist.name], False
+        elif dist.kind == "corruption" and self.released is not None:
+            source, transform = self.released(dist), False
+        for k, (x, y) in enumerate(source.batches(0)):
             x, y = x.to(self.device), y.to(self.device)
-            batch = self._transform(dist, k, x, y)
+            batch = self._transform(dist, k, x, y) if transform else (x, y)
             made.append(batch)
             yield batch
         size = sum(x.numel() * x.element_size() for x, _ in made)

@@ -6,8 +6,8 @@ dense parent's error on the same D:
 
 (the maximum over all levels, not the first failure, as torchprune computes it; the dense parent
 qualifies itself, so PP >= 0). The distributions are the clean split (`accuracy`), each
-corruption at the mean error over its severities (`corruptions`) and each uniform-noise radius
-(`fidelity`), whichever were evaluated. `lowest` gives, per δ, the distribution with the least
+corruption at the mean error over its severities (`corruptions`), each released shifted set (`shift`) and
+each uniform-noise radius (`fidelity`), whichever were evaluated. `lowest` gives, per δ, the distribution with the least
 potential: the sparsity that is safe on every distribution evaluated.
 """
 
@@ -47,6 +47,11 @@ def errors_by_distribution(lv: LevelRecord) -> dict[str, tuple[str, float]]:
         mean = _column(grid, "mean")
         for row in grid["rows"]:
             out[str(row[0])] = ("corruption", 1.0 - row[mean])
+    sets = lv.tables.get("shift/sets")
+    if sets:
+        acc = _column(sets, "accuracy")
+        for row in sets["rows"]:
+            out[str(row[0])] = ("shift", 1.0 - row[acc])
     noise = lv.tables.get("fidelity/noise")
     if noise:
         eps, acc = _column(noise, "eps"), _column(noise, "accuracy")

@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -191,6 +192,11 @@ class EvaluationStage:
         preset = "auto" if cs is None else cs.preset
         self.inputs = Inputs(loader, data.stats, int(cfg.seed), device, preset)
         self.corrupted = [] if cs is None else cs.distributions()
+        if cs is not None and cs.released is not None and self.corrupted:
+            self.inputs.released = _released_source(cs, data, int(cfg.eval.batch_size))
+        for entry in self.entries:
+            if entry.prepare is not None:
+                entry.prepare(self._settings[entry.name], data, self.inputs, cfg.eval.batch_size)
         backend = _plain(cfg.backend)
         self._backend = backend if backend.get("name") == "triton" else {}
         self._keys = {e.name: self._key(e) for e in self.entries}  # the same at every level
@@ -298,6 +304,39 @@ class EvaluationStage:
             metrics.update(result.scalars)
             tables.update({f"{entry.name}/{name}": t for name, t in result.tables.items()})
         return dataclasses.replace(record, metrics=metrics, tables=tables)
+
+
+def _released_source(cs: Any, data: DataBundle, batch_size: int) -> Callable:
+    """The loader of each corrupted distribution from the released set `cs.released`, checked
+    now (before any work) and opened when first used."""
+    from sparsify.data import released
+
+    folder = Path(cs.released).expanduser()
+    kind = released.check_corrupted_set(
+        folder, list(cs.names), list(cs.severities), data.image_size, data.num_classes
+    )
+
+    def source(dist: Distribution):
+        if kind == "cifar":
+            return released.cifar_c(
+                folder,
+                dist.corruption,
+                dist.severity,
+                side=data.image_size,
+                num_classes=data.num_classes,
+                stats=data.stats,
+                batch_size=batch_size,
+            )
+        return released.imagenet_c(
+            folder,
+            dist.corruption,
+            dist.severity,
+            side=data.image_size,
+            classes=data.num_classes,
+            batch_size=batch_size,
+        )
+
+    return source
 
 
 def _save(folder, entry: Evaluator, settings: Any, split: str, result: EvalResult) -> None:
