@@ -135,7 +135,8 @@ def corrupt(
     entry = CORRUPTIONS.get(name)
     assert severity in SEVERITIES, severity
     assert x.ndim == 4 and x.shape[1] in (1, 3), tuple(x.shape)
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    # in place on the fresh copies: the same values, without allocating per step
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
     side = min(x.shape[-2:])
     preset = preset_for(side, preset)
     scale = side / (reference_side or PRESETS[preset])
@@ -146,4 +147,4 @@ def corrupt(
     if gray:
         y = to_gray(y.clamp(0, 1))
     assert y.shape == x.shape, (name, tuple(y.shape), tuple(x.shape))
-    return torch.floor(y.clamp(0, 1) * 255) / 255
+    return y.clamp(0, 1).mul_(255).floor_().div_(255)

@@ -12,6 +12,7 @@ be. glass_blur below scale 1 works on the reference grid instead (see its docstr
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -48,41 +49,54 @@ GLASS_IMAGENET = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))
 
 
 def _scramble(x: Tensor, max_delta: int, g: torch.Generator) -> Tensor:
-    """One pass of the reference's pixel scrambling loop, batched over images and columns.
+    """One pass of the reference's pixel scrambling loop, batched over images and pixels.
 
     The reference visits rows h = H - d .. d + 1 and, in each, columns w = W - d .. d + 1
     (descending), and does `x[h, w], x[h', w'] = x[h', w'], x[h, w]` with (h', w') =
     (h + dy, w + dx), dx, dy ~ randint(-d, d). On an (H, W, 3) array both sides are views,
     so this COPIES x[h', w'] into x[h, w] and leaves x[h', w'] as it is: each pixel takes
     the current value of a pixel at most d away, which is already rewritten when it comes
-    later in the visiting order (a row below, or to the right in the same row). Rows are
-    done one at a time, bottom up; the copies inside a row (targets to the right) form
-    chains, followed by pointer jumping. Same distribution as the reference, not its draws.
+    earlier in the visiting order (a row below inside the visited box, or to the right in the
+    same row). So pixel p ends with the original value of src(p) if src(p) is not rewritten
+    before p, else with what src(p) ended with: chains of copies, followed for all pixels at
+    once by pointer jumping. Same distribution as the reference, not its draws.
     """
     b, c, h, w = x.shape
-    d = max_delta
+    src = _scramble_map(b, h, w, max_delta, g, x.device)
+    if src is None:
+        return x
+    flat = x.reshape(b, c, h * w)
+    return flat.gather(2, src.unsqueeze(1).expand(b, c, h * w)).view(b, c, h, w)
+
+
+def _scramble_map(b: int, h: int, w: int, d: int, g: torch.Generator, dev) -> Optional[Tensor]:
+    """`_scramble`'s (B, H W) int64 source of every pixel (flat index), or None when the
+    visited box is empty (the identity)."""
     lo_h, hi_h, lo_w, hi_w = d + 1, h - d, d + 1, w - d  # visited box, inclusive
     if hi_h < lo_h or hi_w < lo_w:
-        return x
-    y = x.clone()
-    flat = y.view(b, c, h * w)
-    cols = torch.arange(w, device=x.device).view(1, w)
-    inside = (cols >= lo_w) & (cols <= hi_w)
-    steps = max(1, (w - 1).bit_length())
-    offsets = draw.integers(-d, d, (hi_h - lo_h + 1, 2, b, w), g, x.device)
-    for row in range(hi_h, lo_h - 1, -1):
-        dy, dx = offsets[hi_h - row]
-        dy, dx = dy * inside, dx * inside  # outside the box: unchanged
-        src_col = cols + dx
-        # targets to the right in this row are rewritten already: follow them (chains)
-        chain = (dy == 0) & (dx > 0) & (src_col <= hi_w)
-        ptr = torch.where(chain, src_col, cols.expand(b, w))
-        for _ in range(steps):
-            ptr = ptr.gather(1, ptr)
-        src = (row + dy) * w + src_col  # terminal source of every column
-        src = src.gather(1, ptr)
-        flat[:, :, row * w : (row + 1) * w] = flat.gather(2, src.unsqueeze(1).expand(b, c, w))
-    return y
+        return None
+    # offsets[i] are the draws of row hi_h - i (the visiting order), every column
+    offsets = draw.integers(-d, d, (hi_h - lo_h + 1, 2, b, w), g, dev)
+    offsets = offsets.flip(0)[..., lo_w : hi_w + 1].transpose(0, 2)  # (B, 2, rows, cols) of box
+    dy, dx = offsets[:, 0], offsets[:, 1]
+    rows = torch.arange(lo_h, hi_h + 1, device=dev).view(1, -1, 1)
+    cols = torch.arange(lo_w, hi_w + 1, device=dev).view(1, 1, -1)
+    src_r, src_c = rows + dy, cols + dx
+    src_in = (src_r <= hi_h) & (src_c >= lo_w) & (src_c <= hi_w)
+    earlier = ((dy > 0) | ((dy == 0) & (dx > 0))) & src_in  # src rewritten before p
+    here = torch.arange(h * w, device=dev).view(1, h, w)
+    box = (slice(None), slice(lo_h, hi_h + 1), slice(lo_w, hi_w + 1))
+    src = here.repeat(b, 1, 1)
+    src[box] = src_r * w + src_c
+    ptr = here.repeat(b, 1, 1)
+    ptr[box] = torch.where(earlier, src[box], here[box])
+    src, ptr = src.view(b, h * w), ptr.view(b, h * w)
+    for _ in range(max(1, (h * w - 1).bit_length())):  # chains are shorter than H W
+        nxt = ptr.gather(1, ptr)
+        if torch.equal(nxt, ptr):  # every chain followed to its end
+            break
+        ptr = nxt
+    return src.gather(1, ptr)  # the pixel whose original value p ends with
 
 
 @register("glass_blur", "blur", cifar=GLASS_CIFAR, imagenet=GLASS_IMAGENET)
@@ -102,8 +116,16 @@ def glass_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
         return x + filters.resize(glass_blur(big, p, g, 1.0) - big, (h, w))
     sigma, max_delta = sigma * scale, max(1, round(max_delta * scale))
     y = torch.floor(filters.gaussian_blur(x, sigma).clamp(0, 1) * 255) / 255
+    # the passes do not look at the values: compose their maps, then move the pixels once
+    b, c, h, w = y.shape
+    src = None
     for _ in range(iterations):
-        y = _scramble(y, max_delta, g)
+        m = _scramble_map(b, h, w, max_delta, g, y.device)
+        if m is not None:  # pass i reads pass i - 1 at m: y_i = y_0[src(m)]
+            src = m if src is None else src.gather(1, m)
+    if src is not None:
+        y = y.reshape(b, c, h * w).gather(2, src.unsqueeze(1).expand(b, c, h * w))
+        y = y.view(b, c, h, w)
     return filters.gaussian_blur(y, sigma)
 
 

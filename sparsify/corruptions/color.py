@@ -44,10 +44,13 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
     h, s, v = hsv.unbind(1)
     hi = torch.floor(h * 6)
     f = h * 6 - hi
-    cand = torch.stack((v, v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)), 1)
-    table = torch.tensor(_SECTORS, device=hsv.device)  # (3, 6)
-    idx = table[:, hi.long() % 6].transpose(0, 1)  # (B, 3, H, W)
-    return torch.gather(cand, 1, idx)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    hi = torch.where(hi >= 6, hi - 6, hi)  # h = 1 is sector 0, as hi % 6
+    # _SECTORS, row by row, as selections (no arithmetic, so the same values as a lookup)
+    r = torch.where(hi == 1, q, torch.where((hi == 2) | (hi == 3), p, torch.where(hi == 4, t, v)))
+    g = torch.where(hi == 0, t, torch.where(hi == 3, q, torch.where(hi >= 4, p, v)))
+    b = torch.where(hi <= 1, p, torch.where(hi == 2, t, torch.where(hi == 5, q, v)))
+    return torch.stack((r, g, b), 1)
 
 
 @register(

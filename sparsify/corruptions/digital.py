@@ -27,7 +27,7 @@ from sparsify.corruptions.base import Params, register
 def contrast(x: Tensor, p: Params, g: torch.Generator, scale: float) -> Tensor:
     """(x - m) * c + m, m the mean of each channel of each image."""
     m = x.mean((-2, -1), keepdim=True)
-    return (x - m) * p[0] + m
+    return (x - m).mul_(p[0]).add_(m)
 
 
 # ------------------------------------------------------------------------------------- pixelate

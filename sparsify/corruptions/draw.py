@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 
 
-def uniform(shape: Sequence[int], g: torch.Generator, device: torch.device) -> Tensor:
-    """float32 U[0, 1) of `shape`."""
-    return torch.rand(tuple(shape), generator=g).to(device)
+def uniform(
+    shape: Sequence[int], g: torch.Generator, device: torch.device, dtype=torch.float32
+) -> Tensor:
+    """U[0, 1) of `shape`, float32 (or `dtype`)."""
+    return torch.rand(tuple(shape), generator=g, dtype=dtype).to(device)
 
 
 def normal(shape: Sequence[int], g: torch.Generator, device: torch.device) -> Tensor:

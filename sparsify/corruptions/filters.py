@@ -12,6 +12,7 @@ Border modes follow the libraries the reference code calls:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -37,32 +38,116 @@ def border_index(n: int, before: int, after: int, mode: str) -> Tensor:
     return torch.where(i < n, i, period - i)
 
 
+_TORCH_PAD = {"nearest": "replicate", "reflect101": "reflect", "wrap": "circular"}
+
+
 def pad(x: Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> Tensor:
     """Pad the last two axes of `x` by the given amounts with border `mode`."""
-    rows = border_index(x.shape[-2], top, bottom, mode).to(x.device)
-    cols = border_index(x.shape[-1], left, right, mode).to(x.device)
+    h, w = x.shape[-2:]
+    if mode == "nearest" or (max(top, bottom) < h and max(left, right) < w):
+        return F.pad(x, (left, right, top, bottom), mode=_TORCH_PAD[mode])
+    rows = border_index(h, top, bottom, mode).to(x.device)  # pads longer than the axis
+    cols = border_index(w, left, right, mode).to(x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_matrix_cpu(n: int, taps: tuple[float, ...], before: int, mode: str) -> Tensor:
+    m = torch.zeros(n, n, dtype=torch.float64)
+    k = len(taps)
+    cols = border_index(n, before, k - 1 - before, mode).unfold(0, k, 1)  # (n, k)
+    rows = torch.arange(n).view(-1, 1).expand(n, k)
+    w = torch.tensor(taps, dtype=torch.float64).expand(n, k)
+    m.index_put_((rows.reshape(-1), cols.reshape(-1)), w.reshape(-1), accumulate=True)
+    return m
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_matrix(n, taps, before, mode, device, dtype) -> Tensor:
+    return _axis_matrix_cpu(n, taps, before, mode).to(device, dtype)
+
+
+def axis_matrix(n: int, kernel: Tensor, mode: str, device, dtype) -> Tensor:
+    """(n, n) matrix M of the 1-D correlation of an axis of length `n` with `kernel` (k,),
+    centred at k // 2, border `mode`: (M v)[i] = sum_j kernel[j] v[border(i + j - k // 2)].
+    Cached per kernel, border, device and dtype (do not modify it)."""
+    taps = tuple(float(t) for t in kernel.reshape(-1))
+    return _axis_matrix(n, taps, len(taps) // 2, mode, torch.device(device), dtype)
 
 
 def filter2d(x: Tensor, kernel: Tensor, mode: str) -> Tensor:
     """Correlate every channel of `x` (B, C, H, W) with `kernel` (kh, kw), centred at
-    (kh // 2, kw // 2) as `cv2.filter2D`'s default anchor; same-size output."""
+    (kh // 2, kw // 2) as `cv2.filter2D`'s default anchor; same-size output, in x's dtype.
+
+    Kernels of at most 3x3 are applied tap by tap (sums of integer values with integer weights
+    stay exact); larger ones as the sum of the separable terms of their singular value
+    decomposition, each a pair of (n, n) border-aware matrix products."""
     kh, kw = kernel.shape
-    xp = pad(x, kh // 2, (kh - 1) // 2, kw // 2, (kw - 1) // 2, mode)
-    b, c, h, w = xp.shape
-    weight = kernel.to(x.device, x.dtype).expand(c, 1, kh, kw)
-    return F.conv2d(xp, weight, groups=c)
+    if kh == 1 or kw == 1:
+        k = kernel.reshape(-1)
+        return _rows(x, k, mode) if kw == 1 else _cols(x, k, mode)
+    if kh * kw <= 9:
+        h, w = x.shape[-2:]
+        xp = pad(x, kh // 2, (kh - 1) // 2, kw // 2, (kw - 1) // 2, mode)
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                k = float(kernel[i, j])
+                if k == 0:
+                    continue
+                term = xp[..., i : i + h, j : j + w] * k
+                out = term if out is None else out.add_(term)
+        return out if out is not None else torch.zeros_like(x)
+    key = tuple(map(tuple, kernel.tolist()))
+    mh, mw = _svd_matrices(key, x.shape[-2], x.shape[-1], mode, x.device, x.dtype)
+    return _low_rank(x, mh, mw)
+
+
+@functools.lru_cache(maxsize=64)
+def _svd_matrices(kernel: tuple, h: int, w: int, mode: str, device, dtype) -> tuple[Tensor, Tensor]:
+    """Stacked axis matrices of the rank-1 terms of `kernel` (kh, kw) for an (h, w) image:
+    [Mh_1 .. Mh_r] (h, r h) and [Mw_1^T .. Mw_r^T] (w, r w), on `device` in `dtype`."""
+    k = torch.tensor(kernel, dtype=torch.float64)
+    u, s, vh = torch.linalg.svd(k)
+    r = max(1, int((s > s[0] * 1e-12).sum()))
+    mh, mw = [], []
+    for i in range(r):
+        scale = s[i].sqrt()
+        mh.append(_axis_matrix_cpu(h, tuple((u[:, i] * scale).tolist()), k.shape[0] // 2, mode))
+        mw.append(_axis_matrix_cpu(w, tuple((vh[i] * scale).tolist()), k.shape[1] // 2, mode))
+    mh = torch.cat(mh, 1).to(device, dtype)
+    return mh, torch.cat([m.T for m in mw], 1).to(device, dtype)
+
+
+def _low_rank(x: Tensor, mh: Tensor, mw: Tensor) -> Tensor:
+    """sum_i Mh_i x Mw_i^T with mh = [Mh_1 .. Mh_r] (H, r H), mw = [Mw_1^T .. Mw_r^T] (W, r W):
+    two matrix products."""
+    b, c, h, w = x.shape
+    r = mh.shape[1] // h
+    if r == 1:
+        return mh @ x @ mw
+    z = (x @ mw).view(b, c, h, r, w).transpose(2, 3).reshape(b, c, r * h, w)
+    return mh @ z
+
+
+def _rows(x: Tensor, k: Tensor, mode: str) -> Tensor:
+    return axis_matrix(x.shape[-2], k, mode, x.device, x.dtype) @ x
+
+
+def _cols(x: Tensor, k: Tensor, mode: str) -> Tensor:
+    return x @ axis_matrix(x.shape[-1], k, mode, x.device, x.dtype).T
 
 
 def separable(x: Tensor, k_rows: Tensor, k_cols: Tensor, mode: str) -> Tensor:
-    """`filter2d` with the outer product kernel k_rows (kh,) x k_cols (kw,), as two passes."""
-    x = filter2d(x, k_rows.view(-1, 1), mode)
-    return filter2d(x, k_cols.view(1, -1), mode)
+    """`filter2d` with the outer product kernel k_rows (kh,) x k_cols (kw,): two (n, n)
+    border-aware matrix products, in x's dtype."""
+    return _cols(_rows(x, k_rows, mode), k_cols, mode)
 
 
+@functools.lru_cache(maxsize=64)
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> Tensor:
     """scipy.ndimage's Gaussian: radius int(truncate * sigma + 0.5), normalised to sum 1.
-    A sigma so small that the radius is 0 gives the identity (1,)."""
+    A sigma so small that the radius is 0 gives the identity (1,). Cached: do not modify."""
     radius = int(truncate * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (x / max(sigma, 1e-12)) ** 2)
@@ -85,11 +170,13 @@ def cv2_gaussian_kernel1d(ksize: int, sigma: float) -> Tensor:
     return k / k.sum()
 
 
+@functools.lru_cache(maxsize=64)
 def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     """The reference's defocus kernel: the pixels of a (2L+1)^2 grid with x^2 + y^2 <= radius^2
     (L = 8, or floor(radius) beyond 8), normalised, then smoothed by a 3x3 (5x5 beyond 8)
     OpenCV Gaussian of sigma `alias_blur` with the grid's border reflected. float64 (k, k),
-    cropped to its non-zero support (the zeros do not change the correlation)."""
+    cropped to its non-zero support (the zeros do not change the correlation). Cached: do not
+    modify."""
     big = radius > 8
     half = int(math.floor(radius)) if big else 8
     grid = torch.arange(-half, half + 1, dtype=torch.float64)
@@ -102,18 +189,12 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     return k[half - r : half + r + 1, half - r : half + r + 1]
 
 
-def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor:
-    """imagecorruptions' reimplementation of ImageMagick's MotionBlurImage, per image.
-
-    `angle` (B,) in degrees. Tap i = 0 .. 2 ceil(radius) has weight exp(-i^2 / 2 sigma^2)
-    (normalised over all taps) and reads the pixel i px along the angle, rounded as
-    ceil(. - 0.5), with edge replication; taps that leave the image are dropped, as in the
-    reference (it `break`s), so their weight is lost. A radius <= 0 returns `x`.
-    """
+def motion_taps(
+    radius: float, sigma: float, angle: Tensor, h: int, w: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The taps of `motion_blur` for images of (h, w): weights (B, T) float64 and offsets dy,
+    dx (B, T) int64, on the CPU; dropped taps have weight 0 and offset 0."""
     width = 2 * math.ceil(radius) + 1
-    if width <= 1:
-        return x
-    b, c, h, w = x.shape
     i = torch.arange(width, dtype=torch.float64)
     k = torch.exp(-(i**2) / (2 * max(sigma, 1e-12) ** 2))
     k = k / k.sum()
@@ -122,24 +203,51 @@ def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor
     dx = torch.ceil(i.view(1, -1) * torch.cos(a).view(-1, 1) - 0.5).long()
     keep = (dy.abs() < h) & (dx.abs() < w)
     keep = keep.cumprod(1).bool()  # the reference stops at the first tap that leaves
-    weight = (k.view(1, -1) * keep).to(x.device, x.dtype)
-    dy, dx = dy.to(x.device), dx.to(x.device)
-    rows = torch.arange(h, device=x.device).view(1, h, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, w)
-    flat = x.reshape(b, c, h * w)
-    out = torch.zeros_like(flat)
-    for t in range(width):  # a handful of taps; each is one batched gather
-        r = (rows + dy[:, t].view(b, 1, 1)).clamp(0, h - 1)
-        q = (cols + dx[:, t].view(b, 1, 1)).clamp(0, w - 1)
-        idx = (r * w + q).view(b, 1, h * w).expand(b, c, h * w)
-        out += weight[:, t].view(b, 1, 1) * flat.gather(2, idx)
+    return k.view(1, -1) * keep, dy * keep, dx * keep
+
+
+def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor:
+    """imagecorruptions' reimplementation of ImageMagick's MotionBlurImage, per image.
+
+    `angle` (B,) in degrees. Tap i = 0 .. 2 ceil(radius) has weight exp(-i^2 / 2 sigma^2)
+    (normalised over all taps) and reads the pixel i px along the angle, rounded as
+    ceil(. - 0.5), with edge replication; taps that leave the image are dropped, as in the
+    reference (it `break`s), so their weight is lost. A radius <= 0 returns `x`.
+
+    Each tap is one batched copy of image rows: in the flattened, edge-padded batch, the
+    shifted row r of an image is the contiguous run of w values starting at a per-image
+    offset, read through an overlapping `unfold` view with `index_select`.
+    """
+    if 2 * math.ceil(radius) + 1 <= 1:
+        return x
+    b, c, h, w = x.shape
+    weight, dy, dx = motion_taps(radius, sigma, angle, h, w)
+    top, bottom = max(0, -int(dy.min())), max(0, int(dy.max()))
+    left, right = max(0, -int(dx.min())), max(0, int(dx.max()))
+    hp, wp = h + top + bottom, w + left + right
+    flat = pad(x, top, bottom, left, right, "nearest").reshape(-1)
+    runs = flat.unfold(0, w, 1)  # runs[s] = flat[s : s + w], a view
+    dev = x.device
+    plane = torch.arange(b * c, device=dev).view(b, c, 1) * (hp * wp)
+    start = plane + ((torch.arange(h, device=dev) + top) * wp + left).view(1, 1, h)  # (B, C, H)
+    offset = (dy * wp + dx).to(dev)
+    used = weight.abs().amax(0) > 0
+    weight = weight.to(dev, x.dtype)
+    out = torch.zeros(b, c * h * w, device=dev, dtype=x.dtype)
+    rows = torch.empty(b * c * h, w, device=dev, dtype=x.dtype)  # reused by every tap
+    for t in range(weight.shape[1]):
+        if not used[t]:
+            continue
+        torch.index_select(runs, 0, (start + offset[:, t].view(b, 1, 1)).view(-1), out=rows)
+        out.addcmul_(rows.view(b, c * h * w), weight[:, t : t + 1])
     return out.view(b, c, h, w)
 
 
+@functools.lru_cache(maxsize=256)
 def _zoom_matrix(n: int, factor: float) -> Tensor:
     """(n, n) float64 linear map of one axis of the reference's `clipped_zoom`: crop the central
     ceil(n / factor) pixels, zoom them by `factor` as scipy.ndimage.zoom(order=1) (corner-
-    aligned: output j samples input j (in - 1) / (out - 1)), keep the central n."""
+    aligned: output j samples input j (in - 1) / (out - 1)), keep the central n. Cached."""
     ch = int(math.ceil(n / factor))
     top = (n - ch) // 2
     out = int(round(ch * factor))
@@ -159,9 +267,14 @@ def _zoom_matrix(n: int, factor: float) -> Tensor:
 def clipped_zoom(x: Tensor, factor: float) -> Tensor:
     """The reference's `clipped_zoom` of (B, C, H, W) by `factor` >= 1: the centre magnified,
     same size; separable, so two small matrix products."""
-    mh = _zoom_matrix(x.shape[-2], factor).to(x.device, x.dtype)
-    mw = _zoom_matrix(x.shape[-1], factor).to(x.device, x.dtype)
-    return mh @ x @ mw.T
+    mh = _zoom_matrix_on(x.shape[-2], factor, x.device, x.dtype)
+    mw = _zoom_matrix_on(x.shape[-1], factor, x.device, x.dtype).T
+    return mh @ x @ mw
+
+
+@functools.lru_cache(maxsize=256)
+def _zoom_matrix_on(n: int, factor: float, device, dtype) -> Tensor:
+    return _zoom_matrix(n, factor).to(device, dtype)
 
 
 def resize(x: Tensor, size: tuple[int, int]) -> Tensor:

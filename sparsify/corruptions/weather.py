@@ -75,7 +75,7 @@ FROST_TINT = (0.89, 1.02, 1.09)  # RGB / luma of the photos' mean colour (pale b
 FROST_LEVEL = (0.42, 0.88)  # per-image luma level ~ U(lo, hi): mean .65, sd .13
 FROST_AMPLITUDE = (0.06, 0.09)  # std of the cloudy base and of the crystal streaks
 FROST_CRYSTAL = 40  # crystal length in photo px
-FROST_SEEDS = 0.08  # fraction of photo-grid pixels that seed a crystal streak
+FROST_SEEDS = 0.08  # fraction of the crystals' (half-resolution) pixels that seed a streak
 
 
 def _unit(t: Tensor) -> Tensor:
@@ -90,12 +90,15 @@ def frost_texture(b: int, h: int, w: int, px: float, g: torch.Generator, device)
     the image px per photo px (the reference's photo resize times `scale`)."""
     size = 1 << max(0, math.ceil(math.log2(max(h, w))))
     base = filters.plasma_fractal(b, size, 2.0, g, device)[:, None, :h, :w]
-    seeds = (draw.uniform((b, 1, h, w), g, device) < FROST_SEEDS).float()
-    length = FROST_CRYSTAL * px / 2
-    streaks = torch.zeros_like(seeds)
-    for _ in range(3):
-        angle = draw.uniform((b,), g, torch.device("cpu")) * 360
-        streaks = torch.maximum(streaks, filters.motion_blur(seeds, length, length / 2, angle))
+    # the crystals are drawn at half resolution (a quarter of the pixels and half the taps of
+    # the streaks' motion blur), then resized up
+    hs, ws = max(1, h // 2), max(1, w // 2)
+    seeds = (draw.uniform((b, 1, hs, ws), g, device) < FROST_SEEDS).float()
+    length = FROST_CRYSTAL * px / 2 * ws / w
+    angles = torch.cat([draw.uniform((b,), g, torch.device("cpu")) * 360 for _ in range(3)])
+    # the three directions as one batch of 3 b images
+    streaks = filters.motion_blur(seeds.repeat(3, 1, 1, 1), length, length / 2, angles)
+    streaks = filters.resize(streaks.view(3, b, hs, ws).amax(0)[:, None], (h, w))
     streaks = filters.gaussian_blur(streaks, 0.5 * min(1.0, 5 * px))
     level = FROST_LEVEL[0] + (FROST_LEVEL[1] - FROST_LEVEL[0]) * draw.uniform(
         (b, 1, 1, 1), g, device
@@ -132,7 +135,7 @@ def fog(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
     size = 1 << max(0, math.ceil(math.log2(max(h, w))))
     layer = filters.plasma_fractal(b, size, decay, g, x.device)[:, None, :h, :w]
     top = x.amax((1, 2, 3), keepdim=True)
-    return (x + strength * layer) * top / (top + strength)
+    return (x + strength * layer).mul_(top).div_(top + strength)
 
 
 # (loc, std, sigma px, threshold, intensity or mud sigma px, mud?).
@@ -159,19 +162,23 @@ DIST_CAP = 20  # px at the reference grid: the reference truncates the distance 
 
 def _edge_distance(edges: Tensor, cap: int) -> Tensor:
     """Euclidean distance (B, 1, H, W) from every pixel to the nearest True of `edges`,
-    capped at `cap`: exact, as two 1-D min-passes over offsets within the cap (the reference
-    uses OpenCV's 5x5 chamfer approximation of L2)."""
+    capped at `cap`: exact (the reference uses OpenCV's 5x5 chamfer approximation of L2).
+    Along each row, the nearest edge on either side (running max / min of edge columns),
+    then a min over the rows within the cap of (row distance^2 + that row's distance^2)."""
     _, _, h, w = edges.shape
-    r = min(cap, max(h, w))
-    far = torch.tensor(float("inf"), device=edges.device)
-    e = torch.nn.functional.pad(edges.float(), (r, r)) > 0  # no edges beyond the image
-    rows = far.expand(edges.shape)
-    for d in range(-r, r + 1):  # squared distance along the row
-        rows = torch.minimum(rows, torch.where(e[..., r + d : r + d + w], d * d, far))
-    rows = torch.nn.functional.pad(rows, (0, 0, r, r), value=float("inf"))
-    dist = far.expand(edges.shape)
-    for d in range(-r, r + 1):  # then over the column
-        dist = torch.minimum(dist, rows[..., r + d : r + d + h, :] + d * d)
+    dev = edges.device
+    big = float(4 * (h + w + cap) ** 2)  # stands for "no edge in this row"
+    col = torch.arange(w, device=dev, dtype=torch.float32)
+    far = torch.tensor(-big, device=dev)
+    left = torch.where(edges, col, far).cummax(-1).values  # nearest edge column <= c
+    right = -torch.where(edges, -col, far).flip(-1).cummax(-1).values.flip(-1)  # >= c
+    rows = torch.minimum((col - left) ** 2, (right - col) ** 2)
+    r = min(cap, h - 1)
+    rows = torch.nn.functional.pad(rows, (0, 0, r, r), value=big)
+    dist = rows[..., r : r + h, :].clone()
+    for d in range(1, r + 1):  # then over the column
+        torch.minimum(dist, rows[..., r + d : r + d + h, :] + d * d, out=dist)
+        torch.minimum(dist, rows[..., r - d : r - d + h, :] + d * d, out=dist)
     return dist.sqrt().clamp(max=cap)
 
 
