@@ -209,3 +209,12 @@ def test_a_users_own_state_dicts_are_evaluated_against_each_other(tmp_path, fini
     torch.save(state, pruned)
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "holds other weights" in again.stderr, again.stderr
+
+
+def test_a_later_level_can_be_the_dense_parent_and_earlier_levels_wait_for_it(tmp_path):
+    overrides = ["train.epochs=1", "prune.levels=2", "train.batch_size=128", "eval=accuracy"]
+    overrides += ["eval.if_possible=[fidelity]", "eval.dense_level=1"]
+    results = run(compose(overrides), tmp_path / "run")
+    assert results["dense_level"] == 1
+    agreement = [lv["metrics"]["agreement"] for lv in results["levels"]]
+    assert agreement[1] == 1.0 and agreement[0] < 1.0 and agreement[2] < 1.0
