@@ -18,7 +18,7 @@ from typing import Any
 
 from sparsify.checks import check_range
 from sparsify.errors import UserError
-from sparsify.evaluate.summary import SummaryInput, summary
+from sparsify.evaluate.summary import NO_PARENT, SummaryInput, summary
 from sparsify.records import LevelRecord
 
 
@@ -71,7 +71,7 @@ def _section(inp):
 def prune_potential(inp: SummaryInput) -> dict[str, Any]:
     dense = inp.dense
     if dense is None:
-        return {"skipped": "no dense parent (set eval.dense_level to compare with a level)"}
+        return {"skipped": NO_PARENT}
     deltas = sorted(inp.settings.deltas)
     ref = errors_by_distribution(dense)
     per_level = [(lv.sparsity, errors_by_distribution(lv)) for lv in inp.records]

@@ -18,6 +18,10 @@ from sparsify.evaluate.base import MetricSpec
 from sparsify.records import LevelRecord
 from sparsify.registry import Registry
 
+NO_PARENT = (
+    "no dense parent: this method trains no dense level (eval.dense_level=L compares with level L)"
+)
+
 
 @dataclass(frozen=True)
 class SummaryInput:

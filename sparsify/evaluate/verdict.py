@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from sparsify.checks import check_range
-from sparsify.evaluate.summary import SummaryInput, summary
+from sparsify.evaluate.summary import NO_PARENT, SummaryInput, summary
 from sparsify.records import LevelRecord
 
 
@@ -97,7 +97,7 @@ def verdict(inp: SummaryInput) -> dict[str, Any]:
     s: VerdictSettings = inp.settings
     dense = inp.dense
     if dense is None:
-        return {"skipped": "no dense parent (set eval.dense_level to compare with a level)"}
+        return {"skipped": NO_PARENT}
     checks = {}
     for name, (metric, excess) in TOLERANCES.items():
         if all(excess(lv, dense) is not None for lv in inp.records):
