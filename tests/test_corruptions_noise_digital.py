@@ -173,6 +173,32 @@ def test_cifar_colour_constants():
     assert y.min().item() == pytest.approx(31 / 255) and y.max().item() == pytest.approx(223 / 255)
 
 
+def test_color_closed_forms_equal_the_hsv_round_trip():
+    """brightness and saturate work in RGB directly; on random pixels, greys, black and white
+    they equal the HSV round trip (skimage's conversions, ported) up to float rounding, at
+    every severity of both presets (where clipping at S = 1 or V = 1 binds, too)."""
+    from sparsify.corruptions import color
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 3, 16, 16, generator=g)
+    x[0, :, :4] = torch.rand(1, 1, 4, 16, generator=g)  # grey pixels
+    x[1, :, :2] = 0.0  # black
+    x[1, :, 2:4] = 1.0  # white
+    x[2] = (x[2] * 8).round() / 8  # ties between channels
+    entries = [CORRUPTIONS.get(n) for n in ("brightness", "saturate")]
+    for entry in entries:
+        for table in (entry.cifar, entry.imagenet):
+            for p in table:
+                h, s, v = color.rgb_to_hsv(x).unbind(1)
+                if entry.name == "brightness":
+                    hsv = torch.stack((h, s, (v + p[0]).clamp(0, 1)), 1)
+                else:
+                    hsv = torch.stack((h, (s * p[0] + p[1]).clamp(0, 1), v), 1)
+                want = color.hsv_to_rgb(hsv)
+                got = entry.fn(x, p, g, 1.0)
+                assert (got - want).abs().max().item() < 2e-6, (entry.name, p)
+
+
 def test_cifar_pixelate_and_jpeg_match_pil():
     im = _images(32)[0]
     # severity 5: BOX down to int(32 * 0.65) = 20, BOX back up (make_cifar_c.py)

@@ -135,6 +135,7 @@ def corrupt(
     entry = CORRUPTIONS.get(name)
     assert severity in SEVERITIES, severity
     assert x.ndim == 4 and x.shape[1] in (1, 3), tuple(x.shape)
+    caller = x.untyped_storage().data_ptr()
     # in place on the fresh copies: the same values, without allocating per step
     x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
     side = min(x.shape[-2:])
@@ -147,4 +148,6 @@ def corrupt(
     if gray:
         y = to_gray(y.clamp(0, 1))
     assert y.shape == x.shape, (name, tuple(y.shape), tuple(x.shape))
-    return y.clamp(0, 1).mul_(255).floor_().div_(255)
+    if y.untyped_storage().data_ptr() in (caller, x.untyped_storage().data_ptr()):
+        y = y.clone()  # an identity or a view: the caller's tensor and x stay as they are
+    return y.clamp_(0, 1).mul_(255).floor_().div_(255)

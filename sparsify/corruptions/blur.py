@@ -75,27 +75,30 @@ def _scramble_map(b: int, h: int, w: int, d: int, g: torch.Generator, dev) -> Op
     lo_h, hi_h, lo_w, hi_w = d + 1, h - d, d + 1, w - d  # visited box, inclusive
     if hi_h < lo_h or hi_w < lo_w:
         return None
-    # offsets[i] are the draws of row hi_h - i (the visiting order), every column
-    offsets = draw.integers(-d, d, (hi_h - lo_h + 1, 2, b, w), g, dev)
-    offsets = offsets.flip(0)[..., lo_w : hi_w + 1].transpose(0, 2)  # (B, 2, rows, cols) of box
-    dy, dx = offsets[:, 0], offsets[:, 1]
+    # one integer per pixel of the box for (dy, dx), uniform over the (2 d)^2 pairs as two
+    # randint(-d, d) are; which draw goes to which pixel does not change the law
+    n = 2 * d
+    dy = draw.integers(0, n * n, (b, hi_h - lo_h + 1, hi_w - lo_w + 1), g, dev)
+    dx = dy.remainder(n).sub_(d) if n & (n - 1) else dy.bitwise_and(n - 1).sub_(d)
+    dy = dy.div_(n, rounding_mode="floor").sub_(d)
     rows = torch.arange(lo_h, hi_h + 1, device=dev).view(1, -1, 1)
     cols = torch.arange(lo_w, hi_w + 1, device=dev).view(1, 1, -1)
-    src_r, src_c = rows + dy, cols + dx
+    src_r, src_c = dy + rows, dx + cols
     src_in = (src_r <= hi_h) & (src_c >= lo_w) & (src_c <= hi_w)
     earlier = ((dy > 0) | ((dy == 0) & (dx > 0))) & src_in  # src rewritten before p
     here = torch.arange(h * w, device=dev).view(1, h, w)
     box = (slice(None), slice(lo_h, hi_h + 1), slice(lo_w, hi_w + 1))
     src = here.repeat(b, 1, 1)
-    src[box] = src_r * w + src_c
+    src[box] = src_r.mul_(w).add_(src_c)
     ptr = here.repeat(b, 1, 1)
     ptr[box] = torch.where(earlier, src[box], here[box])
     src, ptr = src.view(b, h * w), ptr.view(b, h * w)
+    nxt = torch.empty_like(ptr)
     for _ in range(max(1, (h * w - 1).bit_length())):  # chains are shorter than H W
-        nxt = ptr.gather(1, ptr)
+        torch.gather(ptr, 1, ptr, out=nxt)
         if torch.equal(nxt, ptr):  # every chain followed to its end
             break
-        ptr = nxt
+        ptr, nxt = nxt, ptr
     return src.gather(1, ptr)  # the pixel whose original value p ends with
 
 
@@ -173,7 +176,9 @@ ZOOM_IMAGENET = (
 def zoom_blur(x: Tensor, p: tuple, g: torch.Generator, scale: float) -> Tensor:
     """Mean of `x` and its centre zoomed by each factor (the reference's clipped_zoom, linear
     interpolation). Zoom factors are ratios, so `scale` does not enter. Deterministic."""
-    out = x.clone()
-    for factor in p[0]:
-        out += filters.clipped_zoom(x, factor)
-    return out / (len(p[0]) + 1)
+    out, left, both = x.clone(), torch.empty_like(x), torch.empty_like(x)
+    for factor in p[0]:  # clipped_zoom into two reused buffers
+        mh, mw = filters.zoom_matrices(x, factor)
+        torch.matmul(mh, x, out=left)
+        out += torch.matmul(left, mw, out=both)
+    return out.div_(len(p[0]) + 1)

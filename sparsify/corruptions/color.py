@@ -1,9 +1,11 @@
 """Colour corruptions through HSV: brightness (V + c) and saturate (S * a + b).
 
 `rgb_to_hsv` / `hsv_to_rgb` are batched torch ports of skimage's `rgb2hsv` / `hsv2rgb` (the
-conversions the reference code uses), on (B, 3, H, W) tensors, with the same tie rules. They
-work in the input's float32, so a value that is an integer in 8 bits may truncate to the level
-below where skimage's float64 does not, or the other way round: at most 1 LSB apart.
+conversions the reference code uses), on (B, 3, H, W) tensors, with the same tie rules. The two
+corruptions do not call them: changing V alone or S alone has a closed form in RGB (see each),
+one pass instead of two conversions, which the tests check against the round trip. Both work in
+the input's float32, so a value that is an integer in 8 bits may truncate to the level below
+where skimage's float64 does not, or the other way round: at most 1 LSB apart.
 Constants: `cifar` from hendrycks/robustness `ImageNet-C/create_c/make_cifar_c.py`, `imagenet`
 from `imagecorruptions/corruptions.py`.
 """
@@ -61,9 +63,18 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
     colour=True,
 )
 def brightness(x: Tensor, p: Params, g: torch.Generator, scale: float) -> Tensor:
-    """HSV value + c, clipped to [0, 1] (hue and saturation kept)."""
-    h, s, v = rgb_to_hsv(x).unbind(1)
-    return hsv_to_rgb(torch.stack((h, s, (v + p[0]).clamp(0, 1)), 1))
+    """HSV value + c, clipped to [0, 1] (hue and saturation kept).
+
+    With h and s fixed, hsv_to_rgb is linear in v (v, p, q and t all carry the factor v), so
+    the round trip through HSV is the pixel scaled by v' / v, and a black pixel (v = 0, grey,
+    hue 0) becomes (v', v', v'). Computed so, in one pass, rather than through
+    `rgb_to_hsv` / `hsv_to_rgb`; the two agree up to float rounding (`test_color_closed_forms`).
+    """
+    v = x.amax(1, keepdim=True)
+    v_new = (v + p[0]).clamp(0, 1)
+    black = v == 0
+    ratio = v_new / torch.where(black, torch.ones_like(v), v)
+    return torch.where(black, v_new, x * ratio)
 
 
 @register(
@@ -75,6 +86,17 @@ def brightness(x: Tensor, p: Params, g: torch.Generator, scale: float) -> Tensor
 )
 def saturate(x: Tensor, p: Params, g: torch.Generator, scale: float) -> Tensor:
     """HSV saturation * a + b, clipped to [0, 1]; (a, b) = p. Grey pixels (S = 0) only change
-    when b > 0, and then towards red (hue 0), as in the reference."""
-    h, s, v = rgb_to_hsv(x).unbind(1)
-    return hsv_to_rgb(torch.stack((h, (s * p[0] + p[1]).clamp(0, 1), v), 1))
+    when b > 0, and then towards red (hue 0), as in the reference.
+
+    With h and v fixed, every channel is v (1 - s w) with w in [0, 1] set by the hue alone, so
+    w = (v - x) / (v - min) and the new pixel is v - s' v (v - x) / (v - min); a grey pixel
+    (hue 0) becomes (v, v (1 - s'), v (1 - s')). Computed so, in one pass; equal to the HSV
+    round trip up to float rounding (`test_color_closed_forms`)."""
+    v = x.amax(1, keepdim=True)
+    delta = v - x.amin(1, keepdim=True)
+    grey = delta == 0
+    s = torch.where(grey, torch.zeros_like(v), delta / torch.where(grey, torch.ones_like(v), v))
+    s_new = (s * p[0] + p[1]).clamp(0, 1)
+    coloured = v - s_new * v * (v - x) / torch.where(grey, torch.ones_like(delta), delta)
+    red = torch.cat((v, v * (1 - s_new), v * (1 - s_new)), 1)  # hue 0, as skimage's
+    return torch.where(grey, red, coloured)

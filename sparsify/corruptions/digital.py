@@ -7,6 +7,7 @@ All work channel-wise (any C). Constants: `cifar` from hendrycks/robustness
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -38,7 +39,7 @@ _BITS = 22  # PIL's fixed-point precision for 8-bit resampling (PRECISION_BITS =
 
 def _pil_resize_matrix(n_in: int, n_out: int, nearest: bool, device) -> Tensor:
     """(n_out, n_in) float64 matrix of PIL's 1-D `resize`, BOX or NEAREST, with PIL's
-    fixed-point weights (integers summing to about 2^22).
+    fixed-point weights (integers summing to about 2^22; equal within a row).
 
     BOX (ImagingResample): output i averages the inputs j whose centre j + 0.5 lies in
     (c - w/2, c + w/2], c = (i + 0.5) * n_in / n_out, w = max(n_in / n_out, 1); upscaling thus
@@ -56,13 +57,44 @@ def _pil_resize_matrix(n_in: int, n_out: int, nearest: bool, device) -> Tensor:
 
 
 def _pil_resize(z: Tensor, size: tuple[int, int], nearest: bool) -> Tensor:
-    """PIL's `resize` of the 8-bit values z (B, C, H, W; float64 integers) to size (h, w): the
+    """PIL's `resize` of the 8-bit values z (B, C, H, W; float integers) to size (h, w): the
     horizontal pass, then the vertical one, each rounded back to 8 bits as PIL does:
-    (2^21 + sum k z) >> 22, clipped. float64 holds these integer sums exactly (< 2^53)."""
-    mh = _pil_resize_matrix(z.shape[-2], size[0], nearest, z.device)
-    mw = _pil_resize_matrix(z.shape[-1], size[1], nearest, z.device)
-    z = torch.floor((z @ mw.T + 2 ** (_BITS - 1)) / 2**_BITS).clamp(0, 255)
-    return torch.floor((mh @ z + 2 ** (_BITS - 1)) / 2**_BITS).clamp(0, 255)
+    (2^21 + sum k z) >> 22, clipped."""
+    cols = _pil_plan(z.shape[-1], size[1], nearest, z.device)
+    rows = _pil_plan(z.shape[-2], size[0], nearest, z.device)
+    if cols[0] == rows[0] == "pick":  # both axes in one index of the flattened image
+        flat = (rows[1].view(-1, 1) * z.shape[-1] + cols[1].view(1, -1)).view(-1)
+        return z.flatten(-2).index_select(-1, flat).unflatten(-1, size)
+    return _pil_pass(_pil_pass(z, cols, -1), rows, -2)
+
+
+@functools.lru_cache(maxsize=128)
+def _pil_plan(n_in: int, n_out: int, nearest: bool, device) -> tuple[str, Tensor, Tensor]:
+    """How `_pil_pass` computes one axis: ("pick", source index, k) when every output is one
+    input of weight 2^22 (upsampling), else ("window", 0/1 window matrix, weight k per
+    output): BOX and NEAREST weigh the inputs of an output equally. Cached."""
+    m = _pil_resize_matrix(n_in, n_out, nearest, "cpu")
+    window = m > 0
+    k = m.amax(1)
+    # rows are normalised 0/1 windows, so their weights are equal
+    assert torch.equal(torch.where(window, m, k[:, None]), k[:, None].expand_as(m))
+    if bool((window.sum(1) == 1).all()) and bool((k == 2**_BITS).all()):
+        return "pick", window.double().argmax(1).to(device), k
+    return "window", window.double().to(device), k.to(device)
+
+
+def _pil_pass(z: Tensor, plan: tuple[str, Tensor, Tensor], axis: int) -> Tensor:
+    """One pass of `_pil_resize` along `axis` (-1 or -2), in z's dtype, exactly: a pick is an
+    index; a window is the 0/1 sum S (exact: at most 255 n_in < 2^24), then
+    (2^21 + k S) >> 22 in float64 (k S < 2^53)."""
+    how, m, k = plan
+    if how == "pick":
+        return z.index_select(axis, m)
+    w = m.to(z.dtype)
+    sums = (z @ w.T if axis == -1 else w @ z).double()
+    k = k.view(-1) if axis == -1 else k.view(-1, 1)
+    out = sums.mul_(k).add_(2 ** (_BITS - 1)).div_(2**_BITS).floor_().clamp_(0, 255)
+    return out.to(z.dtype)
 
 
 @register(
@@ -83,10 +115,10 @@ def pixelate(x: Tensor, p: Params, g: torch.Generator, scale: float) -> Tensor:
     """
     f, up = p
     h, w = x.shape[-2:]
-    z = (x.double() * 255).round()
+    z = (x * 255).round_()
     z = _pil_resize(z, (max(int(h * f), 1), max(int(w * f), 1)), nearest=False)
     z = _pil_resize(z, (h, w), nearest=up == "nearest")
-    return (z / 255).to(x.dtype)
+    return z.div_(255)
 
 
 # ------------------------------------------------------------------------------------- jpeg
