@@ -86,6 +86,9 @@ class TrainConfig:
     nesterov: bool = False  # sgd only
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw only
     weight_decay: float = 1e-4
+    # weight decay of norm layers' scales and shifts (BatchNorm, GroupNorm, LayerNorm); None: as
+    # weight_decay, 0: not decayed (the official TF ImageNet ResNet's loss_filter_fn)
+    norm_weight_decay: Optional[float] = None
     schedule: str = "multistep"  # constant, step, multistep, cosine
     milestones: list[str] = field(default_factory=list)  # multistep: steps where lr *= gamma
     step_size: str = "30ep"  # step: lr *= gamma every step_size

@@ -17,13 +17,14 @@ from torch import nn
 from sparsify.config import TrainConfig
 from sparsify.data.base import Loader
 from sparsify.errors import UserError
+from sparsify.io import load_torch, save_torch
 from sparsify.methods import LevelPlan
 from sparsify.records import Checkpoint, LayerCount, LevelRecord
 from sparsify.rundir import RunDir
 from sparsify.sparsity import Mask, sparsity_stats
 from sparsify.tracking import Tracker
 from sparsify.training.loop import LoopEvents, MaskChange, MaskState, cpu_state, train_segment
-from sparsify.training.optim import LRSchedule, build_optimizer
+from sparsify.training.optim import LRSchedule, build_optimizer, mask_optimizer_state
 from sparsify.training.trainable import Trainable
 
 
@@ -118,6 +119,21 @@ def _checkpoint(
     )
 
 
+def _snapshot(
+    rd: RunDir,
+    level: int,
+    name: str,
+    weights: dict[str, torch.Tensor],
+    opt: torch.optim.Optimizer,
+    plan: LevelPlan,
+) -> None:
+    """The weights at a named iteration and, when the plan keeps it, the optimizer's state
+    beside them (written first: the weights' file is what later levels look for)."""
+    if plan.save_optimizer:
+        save_torch(opt.state_dict(), rd.snapshot_path(level, f"{name}_optimizer"))
+    rd.save_snapshot(level, name, weights)
+
+
 def level_record(
     level: int, final: dict[str, torch.Tensor], prunable: list[str], iterations: int
 ) -> LevelRecord:
@@ -144,13 +160,23 @@ def train_level(
     trains.start(model)
     optimizer = build_optimizer(trains.param_groups(model, state.train_cfg), state.train_cfg)
     if plan.resume_optimizer_from_previous:  # (a checkpoint of this level, below, supersedes it)
-        assert level > 0
+        assert level > 0 and plan.optimizer_snapshot is None
         load_optimizer(
             optimizer,
             rd.load_optimizer(level - 1),
             rd.optimizer_path(level - 1),
             f"delete level {level - 1}'s folder to re-run it",
         )
+        mask_optimizer_state(optimizer, model, plan.mask)
+    if plan.optimizer_snapshot is not None:
+        assert level > 0
+        path = rd.snapshot_path(0, f"{plan.optimizer_snapshot}_optimizer")
+        remedy = "delete level 0's folder to re-run it"
+        saved = load_torch(path, "optimizer state")
+        if not isinstance(saved, dict) or not {"state", "param_groups"} <= set(saved):
+            raise UserError(f"{path} is not an optimizer state; {remedy}")
+        load_optimizer(optimizer, saved, path, remedy)
+        mask_optimizer_state(optimizer, model, plan.mask)
     resumed = resume_level(state, level, plan, ckpt, optimizer)
     mask, resume_from = resumed if resumed is not None else (plan.mask, None)
 
@@ -165,7 +191,7 @@ def train_level(
         checkpoint=lambda step, opt: rd.save_checkpoint(
             _checkpoint(state, level, step, opt, masks, trains)
         ),
-        snapshot=lambda name, weights: rd.save_snapshot(level, name, weights),
+        snapshot=lambda name, weights, opt: _snapshot(rd, level, name, weights, opt, plan),
         checkpoint_every=state.checkpoint_every,
         log_every=state.log_every,
         title=f"level {level}/{state.num_levels - 1}",

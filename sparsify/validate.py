@@ -70,6 +70,8 @@ def validate(cfg: DictConfig) -> None:
     if t.optimizer == "sgd" and t.nesterov and t.momentum == 0:
         raise UserError("train.nesterov=true needs train.momentum > 0 (Nesterov momentum)")
     _range("train.weight_decay", t.weight_decay, 0.0, None)
+    if t.norm_weight_decay is not None:
+        _range("train.norm_weight_decay", t.norm_weight_decay, 0.0, None)
     if len(t.betas) != 2:
         raise UserError(f"train.betas={list(t.betas)} must hold two numbers, e.g. [0.9,0.999]")
     for i, b in enumerate(t.betas):

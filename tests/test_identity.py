@@ -20,12 +20,12 @@ from sparsify.run import run
 # Change these only on purpose: every existing run of these configs would lose its folder.
 PINNED = {
     (): "lth-lenet300_100-digits-s0-7c780519",
-    ("prune=gmp",): "gmp-lenet300_100-digits-s0-391d8783",
-    ("prune=supermask",): "supermask-lenet300_100-digits-s0-6add7492",
+    ("prune=gmp",): "gmp-lenet300_100-digits-s0-82343c60",  # layerwise, Zhu & Gupta (issue 12)
+    ("prune=supermask",): "supermask-lenet300_100-digits-s0-10641065",  # Zhou et al.'s settings (issue 12)
     ("prune=edgepopup", "seed=2"): "edgepopup-lenet300_100-digits-s2-a0b0b4dd",
     ("model=resnet20", "prune=magnitude", "prune.sparsity=0.8"): "magnitude-resnet20-digits-s0-ea46c9c5",
     ("data=synthetic", "prune=acdc", "seed=3"): "acdc-lenet300_100-synthetic-s3-868c7de6",
-    ("experiment=lth_lenet_mnist",): "lth-lenet300_100-mnist-s0-c379a5f1",
+    ("experiment=lth_lenet_mnist",): "lth-lenet300_100-mnist-s0-aaa9064e",
     ("prune=wr", "train.epochs=4"): "wr-lenet300_100-digits-s0-7c9b13de",
 }  # fmt: skip
 

@@ -377,7 +377,8 @@ def test_acdc_without_room_for_alternation_keeps_training_dense_until_the_final_
     "overrides,key,schema",
     [
         (["prune=magnitude", "prune.rewind=1ep"], "rewind", "MagnitudeConfig"),
-        (["prune=lth", "prune.start=1ep"], "start", "RetrainingConfig"),
+        (["prune=wr", "prune.start=1ep"], "start", "RetrainingConfig"),
+        (["prune=lth", "prune.start=1ep"], "start", "LotteryTicketConfig"),
         (["prune=supermask", "prune.sparsity=0.5"], "sparsity", "SupermaskConfig"),
         (["prune=dense", "prune.allocation=erk"], "allocation", "PruneConfig"),
     ],
@@ -467,7 +468,8 @@ def test_the_fused_straight_through_gradient_equals_autograd_through_the_surroga
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     model.requires_grad_(False)
     weights = {"0.weight": model[0].weight, "2.weight": model[2].weight}
-    scores = ScoreMasks(weights, kind, sparsity=0.5, rescale=rescale)
+    # the factor held constant (its differentiated form: tests/test_fidelity_learnt_masks.py)
+    scores = ScoreMasks(weights, kind, sparsity=0.5, rescale=rescale, rescale_gradient="constant")
     x = torch.randn(32, 8)
     torch.manual_seed(1)  # the same Bernoulli draws in both passes
     scores.forward_model(model.train(), x).pow(2).sum().backward()

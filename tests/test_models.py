@@ -137,16 +137,18 @@ def test_every_registered_model_has_a_pinned_parameter_count():
 
 
 def test_unknown_kwarg_is_refused_naming_the_valid_ones():
-    with pytest.raises(UserError, match=r"depth.*valid: width"):
+    with pytest.raises(UserError, match=r"depth.*valid: batchnorm_init, bias_init, width"):
         build("resnet20", depth=20)
-    with pytest.raises(UserError, match=r"dropout.*valid: none"):
+    with pytest.raises(UserError, match=r"dropout.*valid: bias_init"):
         build("lenet300_100", dropout=0.5)
+    with pytest.raises(UserError, match=r"dropout.*valid: none"):
+        build("conv4", dropout=0.5)
 
 
 def test_shape_arguments_cannot_be_set_through_kwargs():
     # they come from the dataset; letting the config override them would hide a mismatch
     cfg = ModelConfig(name="resnet20", kwargs={"num_classes": 100})
-    with pytest.raises(UserError, match=r"num_classes.*valid: width"):
+    with pytest.raises(UserError, match=r"num_classes.*valid: batchnorm_init, bias_init, width"):
         build_model(cfg, 10, 3, 32)
 
 

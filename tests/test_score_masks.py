@@ -34,10 +34,10 @@ def test_each_layers_scores_are_drawn_in_the_order_of_names(kind):
     gen = torch.Generator().manual_seed(3)
     assert len(list(scores.parameters())) == 1
     for (name, w), s in zip(weights.items(), scores.layers(scores.scores.detach())):
-        if kind == "bernoulli":
-            want = 0.01 * torch.randn(w.shape, generator=gen)
-        else:
-            bound = math.sqrt(6.0 / w[0].numel())
+        if kind == "bernoulli":  # Zhou et al.'s constant 0
+            want = torch.zeros(w.shape)
+        else:  # hidden-networks' kaiming_uniform_(a=sqrt(5)): U(±1/sqrt(fan_in))
+            bound = 1.0 / math.sqrt(w[0].numel())
             want = (torch.rand(w.shape, generator=gen) * 2 - 1) * bound
         assert torch.equal(s, want), name
     assert scores.scores.numel() == sum(w.numel() for w in weights.values())

@@ -4,15 +4,17 @@ One schedule of T iterations in phases: a dense warm-up (`prune.dense_warmup`); 
 phases (`prune.compressed`: the mask is recomputed by magnitude of the current weights at
 `prune.sparsity`, allocation and granularity as configured) alternating with decompressed ones
 (`prune.decompressed`: every weight trains again, pruned ones restarting from zero, and the
-optimizer's momentum is reset, as in the authors' code); a last decompressed phase
+optimizer's state is cleared; the authors' code zeroes SGD's momentum buffers, which gives the
+same next SGD step); a last decompressed phase
 (`prune.final_decompressed`); and a final compressed phase (`prune.final_compressed`). An
 alternation that does not fit is cut short where the last decompressed phase begins.
 
 The run ends with both models, as two levels: level 0 trains up to the end of the last
 decompressed phase, so its final weights are the dense model; level 1 is the final compressed
 phase, continuing the schedule and the optimizer (its momentum: level 0 keeps the optimizer's
-state in optimizer.pt) from there, with level 0's magnitudes as mask. Compressing keeps the
-momentum, as one uninterrupted run of the authors' code does. Both models are saved, evaluated
+state in optimizer.pt; the pruned weights' entries zeroed, which changes no live weight) from
+there, with level 0's magnitudes as mask. Compressing keeps the momentum, as one uninterrupted
+run of the authors' code does. Both models are saved, evaluated
 and listed in results.json.
 """
 

@@ -35,10 +35,13 @@ class LevelPlan:
     # what the optimizer trains: the model's weights, or (supermask, edgepopup) scores over the
     # frozen model that at the end write the weights they select into it
     trains: Trainable = field(default_factory=Trainable)
-    # save the optimizer's state with the level (optimizer.pt), for the next level to resume it
+    # save the optimizer's state with the level (optimizer.pt) and with each of its snapshots
+    # (<name>_optimizer.pt), for a later level to start from it
     save_optimizer: bool = False
     # start from the optimizer state the previous level saved (its momentum, say), not a fresh one
     resume_optimizer_from_previous: bool = False
+    # start from the optimizer state saved with level 0's snapshot of this name (wr's rewind point)
+    optimizer_snapshot: Optional[str] = None
 
 
 @dataclass

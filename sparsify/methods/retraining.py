@@ -3,14 +3,15 @@
 Level 0 trains dense. Each further level scores the weights of the previous level's final model
 (`prune.criterion`, magnitude by default), keeps the highest scores at the level's target
 sparsity (`prune.allocation`, `prune.granularity`; weights pruned before stay pruned) and then
-retrains by the method's policy, with a fresh optimizer, for the original schedule from step k =
-`prune.rewind` (T − k iterations):
+retrains by the method's policy for the original schedule from step k = `prune.rewind` (T − k
+iterations), from a fresh optimizer or (`prune.optimizer_state=carry`, Renda et al.'s code) the
+optimizer state saved with the starting weights, pruned weights' entries zeroed:
 
-| policy     | surviving weights start from       | learning rate                       |
-|------------|------------------------------------|-------------------------------------|
-| rewind     | their values at step k (lth, wr)   | the schedule replayed from step k   |
-| lrr        | the previous level's final values  | the schedule replayed from step k   |
-| finetune   | the previous level's final values  | fixed: the schedule's last lr       |
+| policy   | surviving weights start from      | learning rate                     | carried state  |
+|----------|-----------------------------------|-----------------------------------|----------------|
+| rewind   | their values at step k (lth, wr)  | the schedule replayed from step k | level 0's at k |
+| lrr      | the previous level's final values | the schedule replayed from step k | previous final |
+| finetune | the previous level's final values | fixed: the schedule's last lr     | previous final |
 
 Iterative (`prune.iterative=true`, the default): level L has sparsity 1 − (1 − rate)^L for L =
 1..levels. One shot (`prune.iterative=false`): a single pruned level at `prune.sparsity`.
@@ -31,7 +32,7 @@ from sparsify.sparsity.criteria import CRITERIA, criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Segment
 
-SIGNED = ("small_final", "magnitude_increase")  # scores that can be negative
+SIGNED = ("small_final", "small_init", "magnitude_increase")  # scores that can be negative
 
 
 @dataclass
@@ -46,6 +47,10 @@ class RetrainingConfig(ScoredPruneConfig):
         "rewind"  # what survivors restart from: rewind, reinit, reshuffle, signed_constant
     )
     finetune_lr: Optional[float] = None  # finetune: fixed lr; None = the schedule's last
+    # the optimizer state a pruned level starts from: fresh (zero momentum), or carry the state
+    # saved with its starting weights (Renda et al.'s code): lth/wr/random at step k,
+    # lrr/finetune at the end of the previous level; pruned weights' entries zeroed
+    optimizer_state: str = "fresh"
 
     def check(self) -> None:
         from sparsify.methods.restart import RESTARTS
@@ -58,6 +63,7 @@ class RetrainingConfig(ScoredPruneConfig):
         check_choice("prune.criterion", self.criterion, CRITERIA)
         check_choice("prune.restart", self.restart, RESTARTS)
         check_step(self.rewind, "prune.rewind")
+        check_choice("prune.optimizer_state", self.optimizer_state, ("fresh", "carry"))
         if self.finetune_lr is not None:
             check_range("prune.finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
 
@@ -128,7 +134,26 @@ class Retraining(Method):
         )
         return prune_by(self.cfg, scores, previous, self.target_sparsity(level))
 
+    def carries_optimizer(self) -> bool:
+        """Whether pruned levels start from the optimizer state saved with their starting weights
+        (magnitude's schema has no `optimizer_state`: it always starts fresh)."""
+        return getattr(self.cfg, "optimizer_state", "fresh") == "carry"
+
     def plan(self, level: int, ctx: Context) -> LevelPlan:
+        plan = self._plan(level, ctx)
+        if not self.carries_optimizer():
+            return plan
+        k = self.rewind_step(ctx)
+        if self.policy == "rewind":
+            # the state at step k; at k = 0 that is a fresh optimizer's, so nothing is saved
+            plan.save_optimizer = level == 0 and k > 0
+            plan.optimizer_snapshot = "rewind" if level > 0 and k > 0 else None
+        else:  # lrr, finetune: the state at the end of the previous level
+            plan.save_optimizer = level < self.num_levels() - 1
+            plan.resume_optimizer_from_previous = level > 0
+        return plan
+
+    def _plan(self, level: int, ctx: Context) -> LevelPlan:
         k = self.rewind_step(ctx)
         if level == 0:
             snapshot = self.policy == "rewind" and k > 0

@@ -2,11 +2,16 @@
 learnt over weights that are never trained.
 
 The prunable weights are drawn at initialisation (`prune.weight_init`: `kaiming_normal`,
-N(0, 2/fan_in), or `signed_kaiming_constant`, ±sqrt(2/fan_in) with random signs) and frozen,
-and so is every other parameter; only a score per weight is trained, with the configured
-optimizer and schedule. `supermask` samples Bernoulli(sigmoid(score)) masks, with optional
-dynamic weight rescaling (`prune.rescale`), and evaluates the expected mask (sigmoid > 0.5) or
-one seeded sample (`prune.eval_mask`); `edgepopup` keeps the top (1 − `prune.sparsity`) of
+N(0, 2/fan_in); `signed_kaiming_constant`, ±sqrt(2/fan_in), hidden-networks' signed constant;
+or `signed_glorot_constant`, ±sqrt(2/(fan_in + fan_out)), the std of Zhou et al.'s Glorot-normal
+kernels; random signs) and frozen, and so is every other parameter; every BatchNorm is put at
+scale 1 and shift 0 first, as hidden-networks' non-affine BatchNorm (a model's zero-initialised
+residual scales would otherwise stay 0 and cut its residual branches off the scores'
+gradient). Only a score per weight is trained, with the configured optimizer and schedule.
+`supermask` samples Bernoulli(sigmoid(score)) masks, with optional dynamic weight rescaling
+(`prune.rescale`, its factor differentiated as in Zhou et al.'s graph or held constant:
+`prune.rescale_gradient`), and evaluates one seeded Bernoulli sample or the rounded mask
+(sigmoid > 0.5) (`prune.eval_mask`); `edgepopup` keeps the top (1 − `prune.sparsity`) of
 |score| in every layer. One level; at its end the model holds the initial weights times the
 mask used, so final.pt is a plain state_dict and the sparsity is counted from it. See
 sparsity/score_masks.py.
@@ -27,11 +32,39 @@ from sparsify.methods.base import METHODS, Context, LevelPlan, Method
 from sparsify.records import Checkpoint
 from sparsify.seeding import FROZEN_WEIGHTS, SCORE_INIT
 from sparsify.sparsity.mask import Mask
-from sparsify.sparsity.score_masks import EVAL_MASKS, ScoreMasks
+from sparsify.sparsity.score_masks import EVAL_MASKS, RESCALE_GRADIENTS, ScoreMasks
 from sparsify.training.loop import Forward, Segment
 from sparsify.training.trainable import Trainable
 
-WEIGHT_INITS = ("kaiming_normal", "signed_kaiming_constant")
+WEIGHT_INITS = ("kaiming_normal", "signed_kaiming_constant", "signed_glorot_constant")
+
+
+def frozen_std(init: str, w: torch.Tensor) -> float:
+    """The std of the frozen draw `init` for a weight of w's shape (out, in, *kernel): Kaiming's
+    sqrt(2/fan_in), or for `signed_glorot_constant` Glorot's sqrt(2/(fan_in + fan_out)), the std
+    of the Glorot-normal kernel whose signs Zhou et al. keep (their `make_signed_consts` takes the
+    drawn kernel's std, which is this up to sampling noise)."""
+    field = w[0][0].numel() if w.dim() > 2 else 1  # the receptive field of a conv kernel
+    fan_in = w.shape[1] * field if w.dim() > 1 else w.numel()
+    fan_out = w.shape[0] * field if w.dim() > 1 else w.numel()
+    if init == "signed_glorot_constant":
+        return math.sqrt(2.0 / (fan_in + fan_out))
+    return math.sqrt(2.0 / fan_in)
+
+
+def non_affine_norms(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with every BatchNorm (a module with running statistics) at scale 1 and shift 0:
+    frozen there, it computes what hidden-networks' non-affine BatchNorm computes."""
+    out = dict(state)
+    for key in state:
+        if key.rpartition(".")[2] != "running_var":
+            continue
+        prefix = key[: -len("running_var")]
+        if prefix + "weight" in out:
+            out[prefix + "weight"] = torch.ones_like(out[prefix + "weight"])
+        if prefix + "bias" in out:
+            out[prefix + "bias"] = torch.zeros_like(out[prefix + "bias"])
+    return out
 
 
 class LearntScores(Trainable):
@@ -77,7 +110,7 @@ class LearntScores(Trainable):
 
 @dataclass
 class LearntMaskConfig(PruneConfig):
-    weight_init: str = "kaiming_normal"  # kaiming_normal or signed_kaiming_constant
+    weight_init: str = "kaiming_normal"  # kaiming_normal, signed_kaiming/glorot_constant
     rescale: bool = False  # dynamic weight rescaling by (weights / weights kept)
     score_lr: Optional[float] = None  # peak lr of the scores (the schedule's shape); None: train.lr
     score_weight_decay: Optional[float] = None  # None: train.weight_decay
@@ -93,11 +126,14 @@ class LearntMaskConfig(PruneConfig):
 
 @dataclass
 class SupermaskConfig(LearntMaskConfig):
-    eval_mask: str = "expected"  # expected (sigmoid(s) > 0.5) or sampled (seed 0)
+    eval_mask: str = "rounded"  # sampled (one Bernoulli sample, seed 0) or rounded (s > 0)
+    # with rescale: differentiate the factor through the mask (Zhou et al.) or hold it constant
+    rescale_gradient: str = "constant"
 
     def check(self) -> None:
         super().check()
         check_choice("prune.eval_mask", self.eval_mask, EVAL_MASKS)
+        check_choice("prune.rescale_gradient", self.rescale_gradient, RESCALE_GRADIENTS)
 
 
 @dataclass
@@ -121,12 +157,12 @@ class _LearntMask(Method):
 
     def frozen_weights(self, ctx: Context) -> dict[str, torch.Tensor]:
         gen = ctx.generator(FROZEN_WEIGHTS)
-        out = dict(ctx.init)
+        out = non_affine_norms(ctx.init)
         for name in ctx.prunable:
             w = ctx.init[name]
-            std = math.sqrt(2.0 / (w[0].numel() if w.dim() > 1 else w.numel()))
+            std = frozen_std(self.cfg.weight_init, w)
             draw = torch.randn(w.shape, generator=gen)
-            if self.cfg.weight_init == "signed_kaiming_constant":
+            if self.cfg.weight_init.startswith("signed_"):
                 draw = torch.sign(draw)
             out[name] = (draw * std).to(w.dtype)
         return out
@@ -151,7 +187,7 @@ class Supermask(_LearntMask):
     kind = "bernoulli"
 
     def mask_settings(self) -> dict[str, Any]:
-        return {"eval_mask": self.cfg.eval_mask}
+        return {"eval_mask": self.cfg.eval_mask, "rescale_gradient": self.cfg.rescale_gradient}
 
 
 @METHODS.register("edgepopup")

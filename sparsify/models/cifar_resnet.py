@@ -67,45 +67,75 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def _cifar_resnet(depth: int, num_classes: int, in_channels: int, width: int) -> nn.Module:
+def _cifar_resnet(
+    depth: int,
+    num_classes: int,
+    in_channels: int,
+    width: int,
+    bias_init: str,
+    batchnorm_init: str,
+) -> nn.Module:
     assert (depth - 2) % 6 == 0, depth
     # bool is an int subclass; `width: true` in a YAML file is a mistake, not a width of 1
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise UserError(f"resnet{depth}: width must be a positive integer, got {width!r}")
     model = CifarResNet((depth - 2) // 6, width, num_classes, in_channels)
-    kaiming_normal_init(model)
+    kaiming_normal_init(model, bias_init, batchnorm_init)
     return model
 
 
 @MODELS.register("resnet20", head="fc", input_size=32)
-def resnet20(num_classes: int, in_channels: int, image_size: int, width: int = 16) -> nn.Module:
+def resnet20(
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    width: int = 16,
+    bias_init: str = "zeros",
+    batchnorm_init: str = "ones",
+) -> nn.Module:
     """CIFAR ResNet-20 (He et al. 2016, Section 4.2; OpenLTH's cifar_resnet_20): 3 stages of 3
     basic blocks, 16/32/64 channels (`width` sets the first stage; the others are 2× and 4× it).
 
     Input (B, in_channels, image_size, image_size), any image size (the side halves twice,
     never below 1); output (B, num_classes). CIFAR-10 (3×32×32, 10 classes): 272,474 parameters.
-    Kaiming normal conv/linear weights, zero biases, BatchNorm scale 1 and shift 0.
+    Kaiming normal conv/linear weights, zero `fc` bias, BatchNorm scale 1 and shift 0; OpenLTH's
+    initialisation is `bias_init='pytorch'` (the fc bias PyTorch drew) and
+    `batchnorm_init='uniform'` (scales U(0, 1)).
     """
-    return _cifar_resnet(20, num_classes, in_channels, width)
+    return _cifar_resnet(20, num_classes, in_channels, width, bias_init, batchnorm_init)
 
 
 @MODELS.register("resnet32", head="fc", input_size=32)
-def resnet32(num_classes: int, in_channels: int, image_size: int, width: int = 16) -> nn.Module:
+def resnet32(
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    width: int = 16,
+    bias_init: str = "zeros",
+    batchnorm_init: str = "ones",
+) -> nn.Module:
     """CIFAR ResNet-32 (He et al. 2016, Section 4.2): 3 stages of 5 basic blocks, 16/32/64
     channels (`width` sets the first stage; the others are 2× and 4× it).
 
     Input (B, in_channels, image_size, image_size), any image size; output (B, num_classes).
     CIFAR-10 (3×32×32, 10 classes): 466,906 parameters. Initialised as resnet20.
     """
-    return _cifar_resnet(32, num_classes, in_channels, width)
+    return _cifar_resnet(32, num_classes, in_channels, width, bias_init, batchnorm_init)
 
 
 @MODELS.register("resnet56", head="fc", input_size=32)
-def resnet56(num_classes: int, in_channels: int, image_size: int, width: int = 16) -> nn.Module:
+def resnet56(
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    width: int = 16,
+    bias_init: str = "zeros",
+    batchnorm_init: str = "ones",
+) -> nn.Module:
     """CIFAR ResNet-56 (He et al. 2016, Section 4.2; OpenLTH's cifar_resnet_56): 3 stages of 9
     basic blocks, 16/32/64 channels (`width` sets the first stage; the others are 2× and 4× it).
 
     Input (B, in_channels, image_size, image_size), any image size; output (B, num_classes).
     CIFAR-10 (3×32×32, 10 classes): 855,770 parameters. Initialised as resnet20.
     """
-    return _cifar_resnet(56, num_classes, in_channels, width)
+    return _cifar_resnet(56, num_classes, in_channels, width, bias_init, batchnorm_init)

@@ -30,15 +30,18 @@ class LeNet300100(nn.Module):
 
 
 @MODELS.register("lenet300_100", head="fc3", input_size=28)
-def lenet300_100(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def lenet300_100(
+    num_classes: int, in_channels: int, image_size: int, bias_init: str = "zeros"
+) -> nn.Module:
     """LeNet-300-100 (LeCun et al. 1998; Frankle & Carbin 2019, Figure 2).
 
     Input (B, in_channels, image_size, image_size) is flattened to in_channels·image_size² features;
     output (B, num_classes). On 28×28 MNIST with 10 classes it has 266,610 parameters.
 
-    Initialisation: Kaiming normal weights, zero biases (OpenLTH's default for this model; the
-    lottery-ticket paper itself used Glorot normal).
+    Initialisation: Kaiming normal weights (OpenLTH's default for this model; the lottery-ticket
+    paper itself used Glorot normal) and zero biases, or with `bias_init='pytorch'` the biases
+    PyTorch drew, U(±1/√fan_in), which OpenLTH keeps.
     """
     model = LeNet300100(num_classes, in_channels * image_size * image_size)
-    kaiming_normal_init(model)
+    kaiming_normal_init(model, bias_init=bias_init)
     return model

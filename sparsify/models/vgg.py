@@ -53,27 +53,47 @@ class CifarVGG(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def _vgg(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def _vgg(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    bias_init: str,
+    batchnorm_init: str,
+) -> nn.Module:
     model = CifarVGG(_PLANS[name], num_classes, in_channels, image_size)
-    kaiming_normal_init(model)
+    kaiming_normal_init(model, bias_init, batchnorm_init)
     return model
 
 
 @MODELS.register("vgg11", head="fc", input_size=32)
-def vgg11(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def vgg11(
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    bias_init: str = "zeros",
+    batchnorm_init: str = "ones",
+) -> nn.Module:
     """CIFAR VGG-11 (Simonyan & Zisserman 2015 configuration A, CIFAR form of OpenLTH's cifar_vgg):
     3×3 convs 64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, each with BatchNorm and ReLU;
     global average pooling; Linear 512 → num_classes.
 
     Input (B, in_channels, image_size, image_size), output (B, num_classes); any image size (a
     max-pool is skipped once the map is 1×1). CIFAR-10 (3×32×32, 10 classes): 9,231,114
-    parameters. Kaiming normal conv/linear weights, zero biases, BatchNorm scale 1 and shift 0.
+    parameters. Kaiming normal conv/linear weights, zero biases, BatchNorm scale 1 and shift 0
+    (OpenLTH: `bias_init='pytorch'`, `batchnorm_init='uniform'`).
     """
-    return _vgg("vgg11", num_classes, in_channels, image_size)
+    return _vgg("vgg11", num_classes, in_channels, image_size, bias_init, batchnorm_init)
 
 
 @MODELS.register("vgg16", head="fc", input_size=32)
-def vgg16(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def vgg16(
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    bias_init: str = "zeros",
+    batchnorm_init: str = "ones",
+) -> nn.Module:
     """CIFAR VGG-16 (Simonyan & Zisserman 2015 configuration D, CIFAR form of OpenLTH's cifar_vgg):
     3×3 convs 64, 64, M, 128, 128, M, 256 ×3, M, 512 ×3, M, 512 ×3, each with BatchNorm and ReLU;
     global average pooling; Linear 512 → num_classes.
@@ -81,6 +101,6 @@ def vgg16(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     Input (B, in_channels, image_size, image_size), output (B, num_classes); any image size (a
     max-pool is skipped once the map is 1×1, e.g. the fourth one for 8×8 digits). CIFAR-10
     (3×32×32, 10 classes): 14,728,266 parameters. Kaiming normal conv/linear weights, zero biases,
-    BatchNorm scale 1 and shift 0.
+    BatchNorm scale 1 and shift 0 (OpenLTH: `bias_init='pytorch'`, `batchnorm_init='uniform'`).
     """
-    return _vgg("vgg16", num_classes, in_channels, image_size)
+    return _vgg("vgg16", num_classes, in_channels, image_size, bias_init, batchnorm_init)

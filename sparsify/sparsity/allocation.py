@@ -7,7 +7,9 @@
   would exceed density 1 are kept dense and the rest rescaled.
 
 Counts are exact: ties at the threshold are broken by position, and weights already pruned
-(mask False) stay pruned, so pruning never revives a weight.
+(mask False) stay pruned, so pruning never revives a weight. `global` can also count weights
+outside the mask (excluded layers, always alive) in the total, as OpenLTH does, so that the whole
+target is taken from the prunable layers; `openlth_mask` is OpenLTH's own rule for one level.
 
 With `block` or `channel` granularity (see granularity.py) the same allocations act on groups,
 B×B blocks or output channels, and the target still counts weights: groups go lowest score first
@@ -83,11 +85,16 @@ def erk_densities(shapes: Mapping[str, tuple[int, ...]], density: float) -> dict
     return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
 
 
-def _layer_densities(mask: Mask, target: float, allocation: str) -> dict[str, float]:
-    """Per-layer densities for `layerwise` and `erk` (by the weights' shapes)."""
+def _layer_targets(
+    mask: Mask, target: float, allocation: str, layer_targets: Mapping[str, float] | None
+) -> dict[str, float]:
+    """Per-layer sparsities for `layerwise` (`layer_targets` overriding `target` for the layers it
+    names) and `erk` (by the weights' shapes). Layerwise keeps the target itself, not
+    1 − (1 − target): the round trip turns 0.05 × 40 weights into 2.0000000000000018."""
     if allocation == "layerwise":
-        return {n: 1.0 - target for n in mask}
-    return erk_densities({n: tuple(mask[n].shape) for n in mask}, 1.0 - target)
+        return {n: (layer_targets or {}).get(n, target) for n in mask}
+    densities = erk_densities({n: tuple(mask[n].shape) for n in mask}, 1.0 - target)
+    return {n: 1.0 - d for n, d in densities.items()}
 
 
 def prune_mask(
@@ -99,10 +106,17 @@ def prune_mask(
     block: int = 32,
     n: int = 2,
     m: int = 4,
+    layer_targets: Mapping[str, float] | None = None,
+    excluded: int = 0,
 ) -> Mask:
     """A new mask with overall sparsity `target` (fraction of prunable weights pruned, in [0, 1)),
     keeping the highest-scoring live weights, blocks or channels. Weights pruned in `mask` stay
     pruned; if `mask` is already sparser than `target` in some layer, that layer is left as it is.
+
+    `layer_targets` ({name: sparsity in [0, 1)}, `layerwise` only) gives some layers their own
+    target. `excluded` (`global` only) is a number of weights outside `mask`, never pruned, that
+    count in the total as OpenLTH counts excluded layers: target × (prunable + excluded) weights
+    are then pruned, all from the prunable layers.
 
     `scores` and `mask` map state_dict names to tensors of the weights' shapes. `granularity` is
     one of GRANULARITIES: `block` prunes B×B tiles (B = `block`) of each weight's (K, rest) matrix
@@ -113,41 +127,69 @@ def prune_mask(
     check_granularity(granularity, block, n, m)
     assert 0.0 <= target < 1.0, target
     assert allocation in ALLOCATIONS, allocation
+    assert layer_targets is None or allocation == "layerwise", allocation
+    assert excluded == 0 or allocation == "global", allocation
     if granularity == "nm":
         return Mask({name: nm_mask(scores[name], mask[name], n, m) for name in mask})
+    targets = (
+        None if allocation == "global" else _layer_targets(mask, target, allocation, layer_targets)
+    )
     if granularity == "unstructured" or (granularity == "block" and block == 1):
-        return _prune_weights(scores, mask, target, allocation)
-    return _prune_groups(scores, mask, target, allocation, granularity, block)
+        return _prune_weights(scores, mask, target, targets, excluded)
+    return _prune_groups(scores, mask, target, targets, excluded, granularity, block)
 
 
 def _prune_weights(
-    scores: Mapping[str, Tensor], mask: Mask, target: float, allocation: str
+    scores: Mapping[str, Tensor],
+    mask: Mask,
+    target: float,
+    targets: dict[str, float] | None,
+    excluded: int,
 ) -> Mask:
-    """Unstructured pruning: exact weight counts through the k-th smallest score."""
+    """Unstructured pruning: exact weight counts through the k-th smallest score; `targets` are
+    per-layer sparsities, or None for one global count (with `excluded` weights in the total)."""
     names = list(mask)
     flat = {n: _masked_scores(scores[n], mask[n]) for n in names}
     alive = {n: int(mask[n].count_nonzero()) for n in names}
-    if allocation == "global":
-        total = sum(t.numel() for t in flat.values())
-        n_keep = min(round((1.0 - target) * total), sum(alive.values()))
+    if targets is None:
+        total = sum(t.numel() for t in flat.values()) + excluded
+        n_keep = min(max(round((1.0 - target) * total) - excluded, 0), sum(alive.values()))
         keep = keep_highest(torch.cat([flat[n] for n in names]), n_keep)
         parts = keep.split([flat[n].numel() for n in names])
         return Mask({n: p.view_as(mask[n]) for n, p in zip(names, parts)})
-    density = _layer_densities(mask, target, allocation)
-    return Mask(
-        {
-            n: keep_highest(flat[n], min(round(density[n] * flat[n].numel()), alive[n])).view_as(
-                mask[n]
-            )
-            for n in names
-        }
-    )
+    out = {}
+    for n in names:
+        n_keep = min(round((1.0 - targets[n]) * flat[n].numel()), alive[n])
+        out[n] = keep_highest(flat[n], n_keep).view_as(mask[n])
+    return Mask(out)
+
+
+def openlth_mask(scores: Mapping[str, Tensor], mask: Mask, rate: float, excluded: int = 0) -> Mask:
+    """One level of OpenLTH's `sparse_global` pruning: with n = ceil(rate × remaining), where
+    remaining counts the live weights of `mask` plus `excluded` (weights of excluded layers, all
+    alive), the new mask keeps the live weights whose score is strictly above the n-th smallest
+    live score (0-based). So it prunes n + 1 weights when no scores tie, and every weight tied at
+    the threshold. Assumes n is below the number of live weights (else every weight is pruned)."""
+    names = list(mask)
+    flat = torch.cat([_masked_scores(scores[n], mask[n]) for n in names])
+    alive = torch.cat([mask[n].reshape(-1) for n in names])
+    live = int(alive.count_nonzero())
+    n_prune = math.ceil(rate * (live + excluded))
+    if n_prune >= live:
+        keep = torch.zeros_like(alive)
+    else:  # dead weights score -inf: they are the first len - live of the sorted scores
+        threshold = kth_smallest(flat, flat.numel() - live + n_prune + 1)
+        keep = alive & (flat > threshold)
+    parts = keep.split([mask[n].numel() for n in names])
+    return Mask({n: p.view_as(mask[n]) for n, p in zip(names, parts)})
 
 
 def _keep_groups(scores: Tensor, sizes: Tensor, n_prune: float) -> Tensor:
     """Bool keep-flag per group: prune the lowest-scoring groups (dead ones, at -inf, first; ties
     pruned earliest position first) so that the pruned weight count is closest to `n_prune` (a
     real number, so the result is within half a group of it; on a tie the group is kept)."""
+    # float noise (6.000000000000001 for 0.15 of 40 weights) must not break a half-group tie
+    n_prune = round(n_prune, 6)
     order = torch.sort(scores, stable=True).indices
     pruned = torch.cat([torch.zeros(1, dtype=torch.int64), sizes[order].cumsum(0)])
     # the first prefix pruning at least n_prune weights, or the one before it if that is closer
@@ -164,19 +206,21 @@ def _prune_groups(
     scores: Mapping[str, Tensor],
     mask: Mask,
     target: float,
-    allocation: str,
+    targets: dict[str, float] | None,
+    excluded: int,
     granularity: str,
     block: int,
 ) -> Mask:
-    """Block or channel pruning: allocation over groups, target counted in weights."""
+    """Block or channel pruning: allocation over groups, target counted in weights; `targets`
+    per layer, or None for one global count (with `excluded` weights in the total)."""
     names = list(mask)
     if granularity == "block":
         groups = {n: block_groups(scores[n], mask[n], block) for n in names}
     else:
         assert granularity == "channel", granularity
         groups = {n: channel_groups(scores[n], mask[n]) for n in names}
-    if allocation == "global":
-        total = sum(mask[n].numel() for n in names)
+    if targets is None:
+        total = sum(mask[n].numel() for n in names) + excluded
         flat = _keep_groups(
             torch.cat([groups[n][0] for n in names]),
             torch.cat([groups[n][1] for n in names]),
@@ -184,8 +228,7 @@ def _prune_groups(
         )
         keep = dict(zip(names, flat.split([groups[n][0].numel() for n in names])))
     else:
-        density = _layer_densities(mask, target, allocation)
-        keep = {n: _keep_groups(*groups[n], (1.0 - density[n]) * mask[n].numel()) for n in names}
+        keep = {n: _keep_groups(*groups[n], targets[n] * mask[n].numel()) for n in names}
     if granularity == "block":
         return Mask({n: expand_blocks(keep[n], mask[n].shape, block) for n in names})
     return Mask({n: expand_channels(keep[n], mask[n].shape) for n in names})

@@ -5,9 +5,12 @@ its value at the end of the previous level's training.
 - large_final             |w_f|            (magnitude pruning; the default)
 - small_final             −|w_f|
 - large_init              |w_i|
+- small_init              −|w_i|
 - large_init_large_final  min(rank |w_i|, rank |w_f|): kept only if large at both ends. Zhou et
                           al. keep the weights above one percentile in both |w_i| and |w_f|; a
                           threshold on the smaller of the two within-layer ranks is that rule.
+- small_init_small_final  min(rank −|w_i|, rank −|w_f|): kept only if small at both ends (the
+                          same rule on negated magnitudes, as Zhou et al.'s get_weight_init.py).
 - magnitude_increase      |w_f| − |w_i|
 - movement                |w_f − w_i|
 - random                  uniform noise from a seeded generator
@@ -24,7 +27,9 @@ CRITERIA = (
     "large_final",
     "small_final",
     "large_init",
+    "small_init",
     "large_init_large_final",
+    "small_init_small_final",
     "magnitude_increase",
     "movement",
     "random",
@@ -68,9 +73,12 @@ def criterion_scores(
             s = -wf.abs()
         elif criterion == "large_init":
             s = wi.abs()
-        elif criterion == "large_init_large_final":
+        elif criterion == "small_init":
+            s = -wi.abs()
+        elif criterion in ("large_init_large_final", "small_init_small_final"):
             alive = None if mask is None else mask[name]
-            s = torch.minimum(_rank(wi.abs(), alive), _rank(wf.abs(), alive))
+            sign = 1.0 if criterion == "large_init_large_final" else -1.0
+            s = torch.minimum(_rank(sign * wi.abs(), alive), _rank(sign * wf.abs(), alive))
         elif criterion == "magnitude_increase":
             s = wf.abs() - wi.abs()
         elif criterion == "movement":

@@ -1,15 +1,20 @@
 """Masks learnt over frozen weights: a score per prunable weight, trained while the weights keep
 their initial values.
 
-- `bernoulli` (Zhou, Lan, Liu & Yosinski 2019, supermasks): in training each forward samples
-  m ~ Bernoulli(sigmoid(s)); the gradient passes straight through the sample to sigmoid(s).
-  At evaluation the mask is the expected one, sigmoid(s) > 0.5, or one sample drawn from a fixed
-  seed (`eval_mask`).
-- `topk` (Ramanujan et al. 2020, edge-popup): each layer keeps the weights with the top
-  (1 − sparsity) fraction of |s|; the gradient passes straight through to the scores.
+- `bernoulli` (Zhou, Lan, Liu & Yosinski 2019, supermasks): the scores start at 0 (p = 1/2, as
+  Zhou et al.'s `Constant(sigmoid_bias=0)`); in training each forward samples
+  m ~ Bernoulli(sigmoid(s)) and the gradient passes straight through the sample to sigmoid(s).
+  At evaluation the mask is a fresh Bernoulli sample drawn from a fixed seed (`sampled`, what
+  Zhou et al. evaluate) or the rounded mask sigmoid(s) > 1/2 (`rounded`, the MAP mask).
+- `topk` (Ramanujan et al. 2020, edge-popup): the scores start U(±1/sqrt(fan_in)) (the authors'
+  `kaiming_uniform_(a=sqrt(5))`); each layer keeps the weights with the top (1 − sparsity)
+  fraction of |s|; the gradient passes straight through to the scores.
 
 With `rescale` (Zhou et al.'s dynamic weight rescaling) a layer's weights are multiplied by
 (weights in the layer / weights kept), so the layer's output keeps its scale whatever the mask.
+For `bernoulli` the factor is differentiated through the straight-through mask as in Zhou et
+al.'s graph (`rescale_gradient="differentiated"`) or held constant within a step (`constant`);
+for `topk` the count kept is fixed, so the factor is a constant.
 The model's own parameters are never changed during training: the forward pass substitutes
 w·m (·scale) for each prunable weight through torch.func.functional_call.
 """
@@ -27,7 +32,8 @@ from sparsify.sparsity.mask import Mask
 from sparsify.sparsity.topk import TrackedTopK
 
 KINDS = ("bernoulli", "topk")
-EVAL_MASKS = ("expected", "sampled")
+EVAL_MASKS = ("sampled", "rounded")
+RESCALE_GRADIENTS = ("differentiated", "constant")
 
 
 class ScoreMasks(nn.Module):
@@ -44,13 +50,17 @@ class ScoreMasks(nn.Module):
         kind: str,
         sparsity: float = 0.5,
         rescale: bool = False,
-        eval_mask: str = "expected",
+        eval_mask: str = "sampled",
+        rescale_gradient: str = "differentiated",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         assert kind in KINDS and eval_mask in EVAL_MASKS and weights
+        assert rescale_gradient in RESCALE_GRADIENTS
         self.names = list(weights)
         self.kind, self.sparsity, self.rescale, self.eval_mask = kind, sparsity, rescale, eval_mask
+        # the count a top-k layer keeps is fixed, so only Bernoulli masks move the factor
+        self._through = rescale and kind == "bernoulli" and rescale_gradient == "differentiated"
         shapes = [w.shape for w in weights.values()]
         sizes = [w.numel() for w in weights.values()]
         # layout: layers of one size side by side, so that each size is one (layers, size) view
@@ -69,10 +79,10 @@ class ScoreMasks(nn.Module):
             at += sizes[i]
         flat = torch.empty(at)  # the default dtype, whatever the weights' (as torch.randn)
         for i, w in enumerate(weights.values()):  # drawn layer by layer, in the order of names
-            if kind == "bernoulli":  # sigmoid(s) starts near 1/2: every weight equally likely
-                s = 0.01 * torch.randn(w.shape, generator=generator)
-            else:  # edge-popup: Kaiming-uniform scores
-                bound = math.sqrt(6.0 / (w[0].numel() if w.dim() > 1 else w.numel()))
+            if kind == "bernoulli":  # Zhou et al.: sigmoid(0) = 1/2, every weight equally likely
+                s = torch.zeros(w.shape)
+            else:  # hidden-networks' kaiming_uniform_(a=sqrt(5)): U(±1/sqrt(fan_in))
+                bound = 1.0 / math.sqrt(w[0].numel() if w.dim() > 1 else w.numel())
                 s = (torch.rand(w.shape, generator=generator) * 2 - 1) * bound
             flat[offsets[i] : offsets[i] + sizes[i]] = s.reshape(-1)
         self.scores = nn.Parameter(flat.to(next(iter(weights.values())).device))
@@ -118,8 +128,10 @@ class ScoreMasks(nn.Module):
         s = self.scores.detach()
         if self.kind == "topk":
             return self._top(s)
-        if self.eval_mask == "expected":
+        if self.eval_mask == "rounded":
             return torch.gt(s, 0.0, out=torch.empty_like(s))  # sigmoid(s) > 1/2
+        # a fresh sample, as Zhou et al. evaluate, from a fixed seed: the same mask in every
+        # validation, in final.pt and on every resume
         gen = torch.Generator(device=s.device).manual_seed(0)
         m = torch.empty_like(s)
         for ms, ss in zip(self.layers(m), self.layers(s)):
@@ -155,11 +167,23 @@ class ScoreMasks(nn.Module):
         weights kept); 1 without it."""
         if not self.rescale:
             return 1.0
-        parts = []
+        return self._factors(m)[0]
+
+    def _factors(self, m: Tensor) -> tuple[Tensor, Tensor]:
+        """(weights in the layer / weights kept, 1 / weights kept) per element of a flat mask,
+        the count kept at least 1."""
+        scale, inverse = [], []
         for rows in self._rows(m):
             kept = rows.sum(1, keepdim=True).clamp_min(1.0)
-            parts.append((rows.shape[1] / kept).expand_as(rows).reshape(-1))
-        return torch.cat(parts)
+            scale.append((rows.shape[1] / kept).expand_as(rows).reshape(-1))
+            inverse.append((1.0 / kept).expand_as(rows).reshape(-1))
+        return torch.cat(scale), torch.cat(inverse)
+
+    def _layer_sums(self, flat: Tensor) -> Tensor:
+        """Each element's layer total of `flat`, flat and laid out as the scores."""
+        return torch.cat(
+            [r.sum(1, keepdim=True).expand_as(r).reshape(-1) for r in self._rows(flat)]
+        )
 
     def _frozen_weights(self, model: nn.Module) -> Tensor:
         """The model's weights at `names`, detached and laid out as the scores. Copied once and
@@ -205,7 +229,12 @@ class ScoreMasks(nn.Module):
         w = self._frozen_weights(model)
         if model.training:
             m, dm_ds = self.train_masks()
-            flat = _MaskedWeight.apply(self.scores, w, m, dm_ds, self._scale(m))
+            if self._through:
+                scale, inverse = self._factors(m)
+                through = (self._layer_sums, inverse)
+            else:
+                scale, through = self._scale(m), None
+            flat = _MaskedWeight.apply(self.scores, w, m, dm_ds, scale, through)
         else:
             m = self._eval_mask()
             flat = w * m
@@ -236,18 +265,34 @@ class ScoreMasks(nn.Module):
 
 
 class _MaskedWeight(torch.autograd.Function):
-    """w·m·scale forward; backward sends grad · w · scale · dm/ds to the scores and nothing to
-    w, m or the scale (constants of the step). One fused product each way: the same gradient as
-    autograd through `m + f(s) - f(s).detach()`, in a fraction of the elementwise passes over
-    weight-sized tensors, which are most of these methods' cost beyond a plain step."""
+    """w·m·scale forward; backward sends the straight-through gradient to the scores and nothing
+    to w or m. One fused product each way: the same gradient as autograd through
+    `m + f(s) - f(s).detach()`, in a fraction of the elementwise passes over weight-sized
+    tensors, which are most of these methods' cost beyond a plain step.
+
+    With `through` (the per-layer sum of a flat tensor, and 1/Σm per element) the factor n/Σm is
+    differentiated as well, as in Zhou et al.'s graph, where it is built from the
+    straight-through mask: for W = w·m·n/S with S = Σm,
+    dL/dm_j = (n/S)·(g_j·w_j − Σ_i g_i·w_i·m_i / S) = (n/S)·g_j·w_j − Σ_i g_i·W_i / S,
+    times dm_j/ds_j. Without it the factor is a constant of the step."""
 
     @staticmethod
-    def forward(ctx, s: Tensor, w: Tensor, m: Tensor, dm_ds: Tensor, scale: float | Tensor):
+    def forward(ctx, s: Tensor, w: Tensor, m: Tensor, dm_ds: Tensor, scale, through):
         ws = w if isinstance(scale, float) and scale == 1.0 else w * scale
-        ctx.save_for_backward(ws * dm_ds)
-        return ws * m
+        out = ws * m
+        if through is None:
+            ctx.save_for_backward(ws * dm_ds)
+            ctx.layer_sums = None
+        else:
+            ctx.layer_sums, inverse = through
+            ctx.save_for_backward(ws * dm_ds, dm_ds * inverse, out)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (ws_dm,) = ctx.saved_tensors
-        return grad * ws_dm, None, None, None, None
+        ws_dm, *rest = ctx.saved_tensors
+        out = grad * ws_dm
+        if ctx.layer_sums is not None:
+            dm_over_kept, weights = rest
+            out = out - dm_over_kept * ctx.layer_sums(grad * weights)
+        return out, None, None, None, None, None

@@ -82,7 +82,8 @@ class LoopEvents:
     log: Callable[[dict[str, Any]], None]  # one event: a train step, an epoch summary
     console: Callable[[str], None]  # one line for the person watching
     checkpoint: Callable[[int, torch.optim.Optimizer], None]  # (iterations done, optimizer)
-    snapshot: Callable[[str, dict[str, Tensor]], None]  # (name, state_dict)
+    # (name, weights, optimizer): the weights (and optimizer state) at a named iteration
+    snapshot: Callable[[str, dict[str, Tensor], torch.optim.Optimizer], None]
     checkpoint_every: int  # iterations
     log_every: int  # iterations between train-step events
     title: str  # e.g. "level 2/9"
@@ -170,7 +171,7 @@ def train_segment(
     def snapshots_at(it: int) -> None:
         for name, at in segment.snapshots.items():
             if at == it:
-                events.snapshot(name, cpu_state(model))
+                events.snapshot(name, cpu_state(model), optimizer)
 
     model.train()
     masks.enforcer.mask_weights()

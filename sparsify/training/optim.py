@@ -8,16 +8,34 @@ k, and resuming needs no scheduler state beyond the step itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from sparsify.config import TrainConfig
 from sparsify.training.steps import to_iterations
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
+# the modules whose parameters `train.norm_weight_decay` applies to (their scales and shifts);
+# _NormBase covers BatchNorm and InstanceNorm in every dimension
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def weight_decay_groups(model: nn.Module, cfg: TrainConfig) -> list[Any]:
+    """The model's parameters for the optimizer: one list when norm layers decay like the rest
+    (`train.norm_weight_decay` null), else two groups, the norm layers' parameters at
+    `norm_weight_decay` (0: excluded from weight decay, as the official TF ImageNet ResNet
+    excludes its batch_normalization variables). Empty groups are left out."""
+    if cfg.norm_weight_decay is None:
+        return list(model.parameters())
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, NORMS) for p in m.parameters(False)}
+    norms = [p for p in model.parameters() if id(p) in norm_ids]
+    others = [p for p in model.parameters() if id(p) not in norm_ids]
+    groups = [{"params": others}, {"params": norms, "weight_decay": cfg.norm_weight_decay}]
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -63,6 +81,22 @@ class LRSchedule:
         assert self.kind == "cosine", self.kind
         span = max(1, self.total - self.warmup)
         return self.base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (it - self.warmup) / span)))
+
+
+def mask_optimizer_state(
+    optimizer: torch.optim.Optimizer, model: nn.Module, mask: Mapping[str, Tensor]
+) -> None:
+    """Zero, in place, the per-weight state (SGD's momentum buffer, Adam's moments) of the weights
+    `mask` ({param name: bool tensor}) prunes: state carried over from before a pruning then
+    holds nothing for weights that no longer exist, as a fresh optimizer would. Scalars (Adam's
+    step count) are left alone."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, keep in mask.items():
+            state = optimizer.state.get(params[name], {})
+            for value in state.values():
+                if isinstance(value, Tensor) and value.shape == keep.shape:
+                    value.mul_(keep.to(device=value.device, dtype=value.dtype))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 from sparsify.config import TrainConfig
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import Forward
+from sparsify.training.optim import weight_decay_groups
 
 
 class Trainable:
@@ -27,8 +28,9 @@ class Trainable:
 
     def param_groups(self, model: nn.Module, train: TrainConfig) -> list[Any]:
         """What the optimizer steps: parameters, or param groups (dicts; `lr_scale` scales the
-        schedule's lr)."""
-        return list(model.parameters())
+        schedule's lr). The plain case: the model's parameters, norm layers in their own group
+        when `train.norm_weight_decay` is set."""
+        return weight_decay_groups(model, train)
 
     def start(self, model: nn.Module) -> None:
         """Before the first step (or the first step after a resume), with `model` on its device."""
