@@ -214,6 +214,8 @@ def train_level(
     final = cpu_state(model)
     if plan.save_optimizer:  # before training.json, which marks the level trained
         rd.save_optimizer(level, optimizer.state_dict())
+    for stem, content in trains.artifacts().items():  # as well
+        save_torch(content, rd.artifact_path(level, stem))
     record = level_record(level, final, state.prunable, plan.segment.end - plan.segment.start)
     rd.save_trained_level(mask, final, record)
     return record

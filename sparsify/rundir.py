@@ -84,6 +84,10 @@ class RunDir:
         """Weights saved during a level at a named iteration (`rewind.pt`)."""
         return self.level_dir(level) / f"{name}.pt"
 
+    def artifact_path(self, level: int, stem: str) -> Path:
+        """A file a method's level saves beside final.pt (supermask's `scores.pt`)."""
+        return self.level_dir(level) / f"{stem}.pt"
+
     def optimizer_path(self, level: int) -> Path:
         """The optimizer state a level saves for the next one (LevelPlan.save_optimizer)."""
         return self.level_dir(level) / "optimizer.pt"

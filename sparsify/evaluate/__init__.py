@@ -13,6 +13,7 @@ from sparsify.evaluate import (  # noqa: F401  (registers)
     kernels,
     per_class,
     potential,
+    sampled_masks,
     shift,
     speed,
     verdict,

@@ -43,6 +43,7 @@ NEEDS = {
     "dense": "a dense reference level (the methods whose level 0 trains dense: not gmp, "
     "supermask, edgepopup; or eval.dense_level=L to compare with level L)",
     "val": "a validation split (data.val_fraction > 0)",
+    "scores": "masks sampled from learnt scores (prune=supermask, whose levels save scores.pt)",
 }
 
 

@@ -73,6 +73,8 @@ def needs_met(need: str, cfg: Any) -> bool:
         )
     if need == "dense":
         return reference_level(cfg) is not None
+    if need == "scores":
+        return cfg.prune.name == "supermask"
     assert need == "val", need
     return cfg.data.val_fraction > 0
 

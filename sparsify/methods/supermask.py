@@ -103,9 +103,22 @@ class LearntScores(Trainable):
         self.scores.load_state_dict(state)
 
     def finish(self, model: nn.Module, mask: Mask) -> Mask:
+        if self.scores.kind == "bernoulli":  # what the sampled_masks evaluator draws from
+            self._saved = {
+                "scores": self.scores.scores.detach().cpu().clone(),
+                "frozen": self.scores.frozen_flat(model).cpu(),
+                "rescale": bool(self.scores.rescale),
+            }
         used = self.scores.finalize(model)  # the model now holds the weights the mask keeps
         self.scores.release(model)
         return used
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        """supermask: `scores.pt`, the learnt scores and the frozen weights (both flat, laid out
+        as ScoreMasks lays them out) and whether the weights are rescaled: every mask the
+        scores can sample can be rebuilt from it."""
+        saved = getattr(self, "_saved", None)
+        return {} if saved is None else {"scores": saved}
 
 
 @dataclass

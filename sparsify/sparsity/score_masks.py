@@ -132,11 +132,32 @@ class ScoreMasks(nn.Module):
             return torch.gt(s, 0.0, out=torch.empty_like(s))  # sigmoid(s) > 1/2
         # a fresh sample, as Zhou et al. evaluate, from a fixed seed: the same mask in every
         # validation, in final.pt and on every resume
-        gen = torch.Generator(device=s.device).manual_seed(0)
+        return self.sampled_mask(0)
+
+    def sampled_mask(self, seed: int) -> Tensor:
+        """A fresh Bernoulli(sigmoid(score)) sample of every mask, flat float 0/1 laid out as the
+        scores, from a generator seeded `seed` drawn layer by layer in the order of `names`.
+        Seed 0 is the `sampled` evaluation mask (final.pt); the `sampled_masks` evaluator
+        averages seeds 0, 1, .. as Zhou et al. average 10 samples."""
+        s = self.scores.detach()
+        gen = torch.Generator(device=s.device).manual_seed(seed)
         m = torch.empty_like(s)
         for ms, ss in zip(self.layers(m), self.layers(s)):
             ms.copy_(torch.bernoulli(torch.sigmoid(ss), generator=gen))
         return m
+
+    def weights_with(self, frozen: Tensor, m: Tensor) -> dict[str, Tensor]:
+        """{name: w·m (·scale)} of the flat frozen weights and flat mask (both laid out as the
+        scores): what the model computes with mask m outside training."""
+        flat = frozen * m
+        scale = self._scale(m)
+        if isinstance(scale, Tensor):  # no pass for a scale of 1
+            flat = flat * scale
+        return dict(zip(self.names, self.layers(flat)))
+
+    def frozen_flat(self, model: nn.Module) -> Tensor:
+        """A copy of the model's weights at `names`, flat and laid out as the scores."""
+        return self._frozen_weights(model).clone()
 
     def train_masks(self) -> tuple[Tensor, Tensor]:
         """(mask, dmask/ds), flat and laid out as the scores: the masks of one training forward
@@ -236,11 +257,7 @@ class ScoreMasks(nn.Module):
                 scale, through = self._scale(m), None
             flat = _MaskedWeight.apply(self.scores, w, m, dm_ds, scale, through)
         else:
-            m = self._eval_mask()
-            flat = w * m
-            scale = self._scale(m)
-            if isinstance(scale, Tensor):  # no pass for a scale of 1
-                flat = flat * scale
+            return self.weights_with(w, self._eval_mask())
         return dict(zip(self.names, self.layers(flat)))
 
     def forward_model(self, model: nn.Module, x: Tensor) -> Tensor:

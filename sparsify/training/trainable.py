@@ -45,3 +45,8 @@ class Trainable:
         """After the last step: leave `model` holding the level's final weights and return the
         mask the level ends with (`mask`, the mask in force, for the plain case)."""
         return mask
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        """After `finish`: files the level saves beside final.pt, {file stem: what torch.save
+        writes} (supermask's `scores`); none in the plain case."""
+        return {}
