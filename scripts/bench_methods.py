@@ -200,7 +200,16 @@ def main() -> None:
     grads = {n: w.grad.detach().clone() for n, w in weights.items()}
     model.zero_grad(set_to_none=True)
     for method, kind in (("supermask", "bernoulli"), ("edgepopup", "topk")):
-        scores = ScoreMasks({n: w.detach() for n, w in weights.items()}, kind, sparsity=0.5)
+        prune = compose([*args.overrides, f"prune={method}"]).prune
+        settings = (
+            {"sparsity": prune.sparsity}
+            if kind == "topk"
+            else {
+                "rescale": prune.rescale,  # the YAML's: rescaled, the factor differentiated
+                "rescale_gradient": prune.rescale_gradient,
+            }
+        )
+        scores = ScoreMasks({n: w.detach() for n, w in weights.items()}, kind, **settings)
         t_masks = typical(mask_work(scores, model, grads), 30)
         t_call = substitution_overhead(model, scores, weights)
         learnt[method] = (t_plain + t_masks + t_call) / t_plain
