@@ -8,6 +8,10 @@
 2. the embedded default run (`python -m sparsify`) with its default evaluation against the same
    run with `eval=accuracy`, each from an empty folder in a subprocess; target: <= 1.30.
 
+Both run with glibc's malloc set as `python -m sparsify` and `python -m sparsify.evaluate` set it
+(sparsify/allocator.py: freed memory is reused, not faulted back in); SPARSIFY_MALLOC=system
+measures with glibc's own behaviour.
+
     python scripts/bench_eval.py                 # both
     python scripts/bench_eval.py --skip-run      # corruptions only
 """
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from sparsify.allocator import keep_freed_memory
 
 
 def _images(n: int) -> np.ndarray:
@@ -136,6 +142,8 @@ def main() -> None:
     p.add_argument("--skip-run", action="store_true", help="only the corruption benchmark")
     args = p.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    allocator = keep_freed_memory()  # as python -m sparsify and sparsify.evaluate run
+    print(f"allocator: {allocator} (SPARSIFY_MALLOC=system for glibc's own behaviour)")
     bench_corruptions(args.images, args.severity, args.reps)
     if not args.skip_run:
         bench_run(2)

@@ -48,11 +48,9 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    from sparsify.allocator import keep_freed_memory
+    from sparsify.allocator import keep_freed_memory_at_start
 
-    allocator = keep_freed_memory()  # before training allocates: see sparsify/allocator.py
-    if allocator.startswith(("partly", "unchanged: mallopt")):
-        print(f"sparsify: warning: glibc malloc settings {allocator}", file=sys.stderr)
+    keep_freed_memory_at_start()  # before training allocates: see sparsify/allocator.py
     register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     try:

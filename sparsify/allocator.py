@@ -69,3 +69,14 @@ def keep_freed_memory() -> str:
     if mmap == THRESHOLD:
         return "kept: mmap and trim thresholds 1 GiB"
     return f"kept: trim threshold 1 GiB, mmap threshold {mmap >> 20} MiB"
+
+
+def keep_freed_memory_at_start() -> None:
+    """`keep_freed_memory()` for a command's start (python -m sparsify, python -m
+    sparsify.evaluate): silent when done or left to the user, a warning on stderr when glibc
+    refused part of it."""
+    import sys
+
+    allocator = keep_freed_memory()
+    if allocator.startswith(("partly", "unchanged: mallopt")):
+        print(f"sparsify: warning: glibc malloc settings {allocator}", file=sys.stderr)

@@ -89,15 +89,23 @@ def test_the_users_own_allocator_settings_win(monkeypatch):
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
-def test_the_cli_keeps_freed_memory():
-    """`python -m sparsify` calls it before composing the config, so training runs with it."""
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        ("sparsify.__main__", "['sparsify', '--cfg', 'job']"),
+        ("sparsify.evaluate.__main__", "['e', '/nonexistent']"),
+    ],
+)
+def test_the_cli_keeps_freed_memory(module, argv):
+    """`python -m sparsify` calls it before composing the config, so training runs with it;
+    `python -m sparsify.evaluate` before it evaluates (each corrupted batch is freed)."""
     probe = (
         "import sys, sparsify.allocator as a\n"
         "calls = []\n"
         "real = a.keep_freed_memory\n"
         "a.keep_freed_memory = lambda: calls.append(1) or real()\n"
-        "sys.argv = ['sparsify', '--cfg', 'job']\n"
-        "from sparsify.__main__ import main\n"
+        f"sys.argv = {argv}\n"
+        f"from {module} import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('calls', len(calls), file=sys.stderr)\n"
     )

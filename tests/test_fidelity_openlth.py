@@ -19,7 +19,8 @@ from sparsify.compose import compose
 from sparsify.config import ModelConfig
 from sparsify.errors import UserError
 from sparsify.methods.base import Context
-from sparsify.methods.lth import LotteryTicket, LotteryTicketConfig
+from sparsify.methods.lth import LotteryTicket
+from sparsify.methods.retraining import RetrainingConfig
 from sparsify.models import build_model
 from sparsify.run import run
 from sparsify.sparsity import Mask, prune_mask
@@ -40,7 +41,7 @@ def _context(weights: dict[str, torch.Tensor], prunable: list[str], masks: dict)
     )
 
 
-def _levels(cfg: LotteryTicketConfig, weights, prunable, levels: int) -> list[dict[str, int]]:
+def _levels(cfg: RetrainingConfig, weights, prunable, levels: int) -> list[dict[str, int]]:
     """Live weights per prunable layer after levels 1..`levels` of `lth` with `cfg`."""
     method = LotteryTicket(cfg)
     masks = {0: Mask.ones_like({n: weights[n] for n in prunable})}
@@ -79,7 +80,7 @@ def _tiny() -> dict[str, torch.Tensor]:
     ],
 )
 def test_lth_counts_per_layer_with_an_excluded_layer(count_excluded, threshold, expected):
-    cfg = LotteryTicketConfig(
+    cfg = RetrainingConfig(
         name="lth", exclude=["c.weight"], count_excluded=count_excluded, threshold=threshold
     )
     assert _levels(cfg, _tiny(), ["a.weight", "b.weight"], 2) == expected
@@ -108,7 +109,7 @@ def test_the_openlth_threshold_matches_sparse_global_with_ties_and_an_ignored_la
         "fc3.weight": torch.randn(10, 20, generator=gen).bfloat16().float(),
     }
     prunable = ["fc1.weight", "fc2.weight"]
-    cfg = LotteryTicketConfig(
+    cfg = RetrainingConfig(
         name="lth", exclude=["fc3.weight"], count_excluded=True, threshold="openlth"
     )
     ours = _levels(cfg, weights, prunable, 4)
@@ -134,7 +135,7 @@ def test_lth_lenet_mnist_keeps_openlths_weights_at_levels_1_and_15():
     weights, prunable = _lenet_mnist()
     alive = [sum(c.values()) for c in _levels(cfg, weights, prunable, 15)]
     assert (alive[0], alive[14]) == (211_959, 8_359)
-    default = LotteryTicketConfig(name="lth", exclude=["fc3.weight"], levels=15)
+    default = RetrainingConfig(name="lth", exclude=["fc3.weight"], levels=15)
     alive = [sum(c.values()) for c in _levels(default, weights, prunable, 15)]
     assert (alive[0], alive[14]) == (212_160, 9_331)
 
@@ -234,7 +235,7 @@ def test_layer_rates_prune_matching_layers_at_their_own_rate():
         "fc1.weight": torch.randn(10, 10, generator=gen),
         "fc3.weight": torch.randn(2, 10, generator=gen),
     }
-    cfg = LotteryTicketConfig(name="lth", allocation="layerwise", layer_rates={"fc3.weight": 0.1})
+    cfg = RetrainingConfig(name="lth", allocation="layerwise", layer_rates={"fc3.weight": 0.1})
     assert _levels(cfg, weights, list(weights), 2) == [
         {"fc1.weight": 80, "fc3.weight": 18},
         {"fc1.weight": 64, "fc3.weight": 16},
@@ -243,7 +244,7 @@ def test_layer_rates_prune_matching_layers_at_their_own_rate():
 
 def test_a_layer_rate_pattern_that_matches_no_weight_is_refused_at_start():
     weights = {"fc1.weight": torch.ones(4, 4)}
-    cfg = LotteryTicketConfig(name="lth", allocation="layerwise", layer_rates={"fc9.weight": 0.1})
+    cfg = RetrainingConfig(name="lth", allocation="layerwise", layer_rates={"fc9.weight": 0.1})
     ctx = _context(weights, ["fc1.weight"], {})
     with pytest.raises(UserError, match="fc9.weight.*matches no prunable weight"):
         LotteryTicket(cfg).check(ctx)
@@ -307,6 +308,44 @@ def test_an_unknown_init_option_is_a_user_error_naming_the_valid_ones():
 
 def test_small_init_is_signed_so_grouped_granularity_refuses_it():
     weights = {"fc1.weight": torch.ones(4, 4)}
-    cfg = LotteryTicketConfig(name="lth", granularity="channel", criterion="small_init")
+    cfg = RetrainingConfig(name="lth", granularity="channel", criterion="small_init")
     with pytest.raises(UserError, match="criterion=small_init is signed"):
         LotteryTicket(cfg).check(_context(weights, ["fc1.weight"], {}))
+
+
+@pytest.mark.parametrize("name", ["wr", "lrr", "finetune", "random"])
+def test_the_whole_retraining_family_counts_as_openlth_when_asked(name):
+    # the same hand counts as lth's above (openlth + count_excluded: 16 + 7, then 12 + 4);
+    # random keeps magnitude's number per layer of its own (random) survivors: level 1 as lth,
+    # level 2 ceil(0.2 · (23 + 6)) + 1 = 7 pruned again, split by where its survivors lie
+    from sparsify.methods.base import METHODS
+
+    cfg = RetrainingConfig(
+        name=name, exclude=["c.weight"], count_excluded=True, threshold="openlth"
+    )
+    method = METHODS.get(name)(cfg)
+    weights, prunable = _tiny(), ["a.weight", "b.weight"]
+    masks = {0: Mask.ones_like({n: weights[n] for n in prunable})}
+    ctx = _context(weights, prunable, masks)
+    counts = []
+    for level in (1, 2):
+        masks[level] = method.next_mask(level, ctx)
+        counts.append({n: int(m.sum()) for n, m in masks[level].items()})
+    assert counts[0] == {"a.weight": 16, "b.weight": 7}
+    if name == "random":
+        assert sum(counts[1].values()) == 16
+    else:
+        assert counts[1] == {"a.weight": 12, "b.weight": 4}
+
+
+def test_layer_rates_work_for_weight_rewinding_too():
+    from sparsify.methods.base import METHODS
+
+    weights, prunable = _tiny(), ["a.weight", "b.weight"]
+    cfg = RetrainingConfig(name="wr", allocation="layerwise", layer_rates={"b.*": 0.5})
+    method = METHODS.get("wr")(cfg)
+    masks = {0: Mask.ones_like({n: weights[n] for n in prunable})}
+    masks[1] = method.next_mask(1, _context(weights, prunable, masks))
+    # a: 20 weights at 0.2 keeps 16; b: 12 weights at 0.5 keeps 6 (its largest: 13..23)
+    assert {n: int(m.sum()) for n, m in masks[1].items()} == {"a.weight": 16, "b.weight": 6}
+    assert masks[1]["b.weight"].flatten().tolist() == [False] * 6 + [True] * 6

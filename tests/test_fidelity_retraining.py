@@ -152,6 +152,8 @@ RESUME = [
         ("lrr", 2, ["prune.rewind=3it"]),
         ("finetune", 1, ["prune.rewind=3it"]),
         ("wr", 0, ["prune.rewind=8it"]),  # interrupted at 7it, before the rewind point
+        ("lth", 0, ["prune.rewind=3it", "prune.reset_optimizer_at_rewind=true"]),  # after it
+        ("lth", 0, ["prune.rewind=8it", "prune.reset_optimizer_at_rewind=true"]),  # before it
     ],
 )
 def test_a_run_with_carried_optimizer_state_resumes_to_the_uninterrupted_result(
@@ -319,3 +321,37 @@ def test_the_renda_and_gmp_experiments_set_the_authors_training():
 def test_bad_optimizer_state_or_norm_weight_decay_is_refused(override, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         compose(["prune=lrr", override])
+
+
+def test_openlths_two_run_level_0_is_a_fresh_optimizer_from_the_rewind_step(tmp_path):
+    # OpenLTH trains level 0 with k > 0 as a run to k, then a new run (fresh optimizer) from k.
+    # Built another way: wr without the option, pruning nothing (rate 1e-6 keeps round(0.99..·N)
+    # = N weights), trains level 1 from level 0's weights at k with a fresh optimizer on the
+    # schedule and data order from k; its final weights must be level 0's of the two-run lth.
+    two = [*TINY, "train.epochs=2", "prune.rewind=1ep"]
+    run(compose([*two, "prune=lth", "prune.reset_optimizer_at_rewind=true"]), tmp_path / "lth")
+    run(compose([*two, "prune=wr", "prune.rate=1e-6"]), tmp_path / "wr")
+    assert bool(_load(tmp_path / "wr/levels/level_01/mask.pt")["fc1.weight"].all())
+    got = _load(tmp_path / "lth/levels/level_00/final.pt")
+    want = _load(tmp_path / "wr/levels/level_01/final.pt")
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    one = _load(tmp_path / "wr/levels/level_00/final.pt")  # one run: momentum kept at k
+    assert any(not torch.equal(got[k], one[k]) for k in one)
+    import json
+
+    events = [json.loads(line) for line in (tmp_path / "lth/log.jsonl").read_text().splitlines()]
+    resets = [e for e in events if e.get("event") == "mask" and e.get("reset_momentum")]
+    assert [(e["level"], e["step"]) for e in resets] == [(0, 3)]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["prune=lth", "prune.reset_optimizer_at_rewind=true"],  # rewind 0it: no second run
+        ["prune=lrr", "prune.rewind=1ep", "prune.reset_optimizer_at_rewind=true"],
+    ],
+)
+def test_reset_optimizer_at_rewind_without_a_rewind_point_is_refused(tmp_path, overrides):
+    with pytest.raises(UserError, match="reset_optimizer_at_rewind"):
+        run(compose([*TINY, *overrides]), tmp_path / "run")
+    assert not (tmp_path / "run/levels").exists()

@@ -378,7 +378,7 @@ def test_acdc_without_room_for_alternation_keeps_training_dense_until_the_final_
     [
         (["prune=magnitude", "prune.rewind=1ep"], "rewind", "MagnitudeConfig"),
         (["prune=wr", "prune.start=1ep"], "start", "RetrainingConfig"),
-        (["prune=lth", "prune.start=1ep"], "start", "LotteryTicketConfig"),
+        (["prune=lth", "prune.start=1ep"], "start", "RetrainingConfig"),
         (["prune=supermask", "prune.sparsity=0.5"], "sparsity", "SupermaskConfig"),
         (["prune=dense", "prune.allocation=erk"], "allocation", "PruneConfig"),
     ],

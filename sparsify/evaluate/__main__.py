@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
         sys.exit(0 if args else 2)
+    from sparsify.allocator import keep_freed_memory_at_start
+
+    keep_freed_memory_at_start()  # corrupted batches are allocated and freed per batch
     try:
         if args[0].startswith("--"):
             run_dir, results = _import(args)

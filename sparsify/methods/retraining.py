@@ -19,7 +19,9 @@ Iterative (`prune.iterative=true`, the default): level L has sparsity 1 − (1 �
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import ClassVar, Optional
 
 from sparsify.checks import check_choice, check_range
@@ -28,11 +30,13 @@ from sparsify.errors import UserError
 from sparsify.methods.base import Context, LevelPlan, Method, prune_by
 from sparsify.methods.restart import restart_weights
 from sparsify.seeding import MASK_DRAWS, RESTART_DRAWS
+from sparsify.sparsity.allocation import openlth_mask, prune_mask
 from sparsify.sparsity.criteria import CRITERIA, criterion_scores
 from sparsify.sparsity.mask import Mask
-from sparsify.training.loop import Segment
+from sparsify.training.loop import MaskChange, MaskSchedule, Segment
 
 SIGNED = ("small_final", "small_init", "magnitude_increase")  # scores that can be negative
+THRESHOLDS = ("exact", "openlth")
 
 
 @dataclass
@@ -51,6 +55,15 @@ class RetrainingConfig(ScoredPruneConfig):
     # saved with its starting weights (Renda et al.'s code): lth/wr/random at step k,
     # lrr/finetune at the end of the previous level; pruned weights' entries zeroed
     optimizer_state: str = "fresh"
+    # global: count the (never pruned) weights of prune.exclude in the remaining weights (OpenLTH)
+    count_excluded: bool = False
+    # exact: keep round((1 - rate)^L · N), ties by position; openlth: OpenLTH's strict cut
+    threshold: str = "exact"
+    # layerwise, iterative: {weight name pattern: rate per level} overriding prune.rate (Zhou)
+    layer_rates: dict[str, float] = field(default_factory=dict)
+    # rewinding methods with k > 0: level 0 starts a fresh optimizer at step k, as OpenLTH trains
+    # it in two runs (a pretraining run to k, then a new run from k to the end)
+    reset_optimizer_at_rewind: bool = False
 
     def check(self) -> None:
         from sparsify.methods.restart import RESTARTS
@@ -66,6 +79,39 @@ class RetrainingConfig(ScoredPruneConfig):
         check_choice("prune.optimizer_state", self.optimizer_state, ("fresh", "carry"))
         if self.finetune_lr is not None:
             check_range("prune.finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
+        check_choice("prune.threshold", self.threshold, THRESHOLDS)
+        if self.count_excluded and self.allocation != "global":
+            raise UserError(
+                "prune.count_excluded=true counts excluded weights in one global total; it needs "
+                f"prune.allocation=global, not {self.allocation}"
+            )
+        if self.threshold == "openlth" and not (
+            self.iterative and self.allocation == "global" and self.granularity == "unstructured"
+        ):
+            raise UserError(
+                "prune.threshold=openlth is OpenLTH's per-level global cut of single weights; it "
+                "needs prune.iterative=true, prune.allocation=global, "
+                "prune.granularity=unstructured"
+            )
+        for pattern, rate in self.layer_rates.items():
+            check_range(f"prune.layer_rates.{pattern}", rate, 0.0, 1.0, lo_open=True)
+        if self.layer_rates and not (self.iterative and self.allocation == "layerwise"):
+            raise UserError(
+                "prune.layer_rates gives layers their own rate per level; it needs "
+                "prune.allocation=layerwise and prune.iterative=true"
+            )
+
+
+def excluded_weights(ctx: Context, patterns: list[str]) -> int:
+    """The number of weights in conv and linear layers that `patterns` (prune.exclude) keep from
+    pruning: the state_dict entries of two or more dimensions outside `ctx.prunable` that a
+    pattern matches (biases and norms have one)."""
+    prunable = set(ctx.prunable)
+    return sum(
+        t.numel()
+        for name, t in ctx.init.items()
+        if name not in prunable and t.dim() >= 2 and any(fnmatchcase(name, p) for p in patterns)
+    )
 
 
 class Retraining(Method):
@@ -98,10 +144,21 @@ class Retraining(Method):
                 "choose a step before the end, e.g. '0it' or '1ep'"
             )
         last = self.target_sparsity(self.num_levels() - 1)
-        if last >= 1.0 or round((1.0 - last) * ctx.prunable_count) < 1:
+        excluded = excluded_weights(ctx, self.cfg.exclude) if self.counts_excluded() else 0
+        if last >= 1.0 or self._kept_at_last_level(ctx.prunable_count, excluded) < 1:
+            counting = f" (counting {excluded} excluded weights)" if excluded else ""
             raise UserError(
-                f"the last level's sparsity {last:.6g} would prune every weight; use fewer "
-                "prune.levels or a smaller prune.rate / prune.sparsity"
+                f"the last level's sparsity {last:.6g}{counting} would prune every weight; use "
+                "fewer prune.levels or a smaller prune.rate / prune.sparsity"
+            )
+        self._check_layer_rates(ctx)
+        if getattr(self.cfg, "reset_optimizer_at_rewind", False) and (
+            self.policy != "rewind" or k == 0
+        ):
+            raise UserError(
+                "prune.reset_optimizer_at_rewind=true restarts level 0's optimizer at the rewind "
+                f"step; it needs a method that rewinds weights (lth, wr, random) and "
+                f"prune.rewind after 0it (prune={self.cfg.name}, prune.rewind={self.cfg.rewind})"
             )
         if self.cfg.granularity in ("block", "channel") and self.cfg.criterion in SIGNED:
             raise UserError(
@@ -121,18 +178,89 @@ class Retraining(Method):
                 f"random); prune={self.cfg.name} keeps the previous level's weights"
             )
 
+    # OpenLTH's and Zhou et al.'s counting (RetrainingConfig; magnitude's schema has none of it)
+
+    def counts_excluded(self) -> bool:
+        return getattr(self.cfg, "count_excluded", False)
+
+    def threshold(self) -> str:
+        return getattr(self.cfg, "threshold", "exact")
+
+    def layer_rates(self) -> dict[str, float]:
+        return getattr(self.cfg, "layer_rates", {})
+
+    def layer_rate(self, name: str) -> float:
+        """The rate per level of weight `name`: the first matching prune.layer_rates entry, else
+        prune.rate."""
+        for pattern, rate in self.layer_rates().items():
+            if fnmatchcase(name, pattern):
+                return float(rate)
+        return self.cfg.rate
+
+    def _check_layer_rates(self, ctx: Context) -> None:
+        last = self.num_levels() - 1
+        for pattern in self.layer_rates():
+            if not any(fnmatchcase(n, pattern) for n in ctx.prunable):
+                raise UserError(
+                    f"prune.layer_rates pattern {pattern!r} matches no prunable weight; they are "
+                    f"named like: {', '.join(ctx.prunable[:8])}"
+                )
+        for name in ctx.prunable if self.layer_rates() else []:
+            if round((1.0 - self.layer_rate(name)) ** last * ctx.init[name].numel()) < 1:
+                raise UserError(
+                    f"the last level would prune every weight of {name}; use fewer "
+                    "prune.levels or a smaller rate for it in prune.layer_rates"
+                )
+
+    def _kept_at_last_level(self, n: int, excluded: int) -> int:
+        """Prunable weights alive after the last level with these counts (no ties assumed)."""
+        last = self.num_levels() - 1
+        if self.threshold() == "exact":
+            return round((1.0 - self.target_sparsity(last)) * (n + excluded)) - excluded
+        alive = n
+        for _ in range(last):
+            alive -= math.ceil(self.cfg.rate * (alive + excluded)) + 1
+        return alive
+
     def next_mask(self, level: int, ctx: Context) -> Mask:
         """The mask of pruned level `level` from the previous level's final weights."""
-        final = ctx.prunable_part(ctx.final(level - 1))
+        cfg = self.cfg
         previous = ctx.mask(level - 1)
         scores = criterion_scores(
-            self.cfg.criterion,
+            cfg.criterion,
             ctx.prunable_part(ctx.init),
-            final,
+            ctx.prunable_part(ctx.final(level - 1)),
             ctx.generator(MASK_DRAWS, level),
             mask=previous,
         )
-        return prune_by(self.cfg, scores, previous, self.target_sparsity(level))
+        if not (self.counts_excluded() or self.threshold() != "exact" or self.layer_rates()):
+            return prune_by(cfg, scores, previous, self.target_sparsity(level))
+        excluded = excluded_weights(ctx, cfg.exclude) if self.counts_excluded() else 0
+        if self.threshold() == "openlth":
+            mask = openlth_mask(scores, previous, cfg.rate, excluded)
+        else:
+            targets = None
+            if self.layer_rates():
+                targets = {n: 1.0 - (1.0 - self.layer_rate(n)) ** level for n in previous}
+            mask = prune_mask(
+                scores,
+                previous,
+                self.target_sparsity(level),
+                cfg.allocation,
+                granularity=cfg.granularity,
+                block=cfg.block,
+                n=cfg.n,
+                m=cfg.m,
+                layer_targets=targets,
+                excluded=excluded,
+            )
+        emptied = [n for n, m in mask.items() if not bool(m.any()) and bool(previous[n].any())]
+        if emptied:  # as prune_by refuses it: the network could no longer compute through it
+            raise UserError(
+                f"pruning level {level} would remove every weight of {', '.join(emptied)}; use "
+                "fewer prune.levels, a lower rate, or prune.exclude for the layer"
+            )
+        return mask
 
     def carries_optimizer(self) -> bool:
         """Whether pruned levels start from the optimizer state saved with their starting weights
@@ -157,7 +285,10 @@ class Retraining(Method):
         k = self.rewind_step(ctx)
         if level == 0:
             snapshot = self.policy == "rewind" and k > 0
-            return self.dense_plan(ctx, snapshots={"rewind": k} if snapshot else {})
+            plan = self.dense_plan(ctx, snapshots={"rewind": k} if snapshot else {})
+            if snapshot and getattr(self.cfg, "reset_optimizer_at_rewind", False):
+                plan.segment.mask_schedule = _fresh_optimizer_at(k)
+            return plan
         mask = self.next_mask(level, ctx)
         if self.policy == "rewind":
             start = ctx.init if k == 0 else ctx.snapshot(0, "rewind")
@@ -180,3 +311,13 @@ class Retraining(Method):
             else ctx.schedule(ctx.total - 1)
         )
         return LevelPlan(mask, previous, Segment(0, self.budget(ctx), fixed_lr=lr))
+
+
+def _fresh_optimizer_at(step: int) -> MaskSchedule:
+    """A mask schedule that keeps the mask and clears the optimizer's state at `step` (after
+    the rewind snapshot there is saved): OpenLTH's second run of level 0, from step k."""
+
+    def schedule(it: int, live: dict, mask: Mask) -> Optional[MaskChange]:
+        return MaskChange(mask, reset_momentum=True) if it == step else None
+
+    return schedule
