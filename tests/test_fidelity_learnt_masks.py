@@ -8,11 +8,13 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from sparsify.compose import compose
 from sparsify.config import ModelConfig, TrainConfig
 from sparsify.errors import UserError
+from sparsify.identity import run_name
 from sparsify.methods import METHODS, Context
 from sparsify.models import build_model
 from sparsify.models.registry import MODELS
@@ -233,3 +235,120 @@ def test_every_masked_layer_of_every_model_gets_a_score_gradient(name, method):
     grads = trains.scores.layers(trains.scores.scores.grad)
     dead = [n for n, g in zip(trains.scores.names, grads) if not bool(g.abs().sum() > 0)]
     assert not dead, f"{name}/{method}: no score gradient in {dead}"
+
+
+# --- edge-popup: the count kept and the scaled fan (hidden-networks @ dddf2d0) --------------
+
+
+def _getsubnet(scores: torch.Tensor, k: float) -> torch.Tensor:
+    """utils/conv_type.py:16-27, GetSubnet.forward: zero the int((1 - k)·n) lowest scores, k
+    being the prune rate (the fraction kept)."""
+    out = scores.clone()
+    _, idx = scores.flatten().sort()
+    j = int((1 - k) * scores.numel())
+    flat = out.flatten()
+    flat[idx[:j]] = 0
+    flat[idx[j:]] = 1
+    return flat.view_as(scores)
+
+
+def _edgepopup(*overrides: str):
+    return METHODS.get("edgepopup")(compose(["prune=edgepopup", *overrides]).prune)
+
+
+def test_edgepopup_new_settings_default_to_sparsifys_behaviour():
+    prune = compose(["prune=edgepopup"]).prune
+    assert (prune.kept_count, prune.scale_fan) == ("round", False)
+
+
+@pytest.mark.parametrize(
+    "sparsity,rounded,authors",
+    [(0.3, 2150, 2151), (0.9, 307, 308), (0.5, 1536, 1536)],  # review section 6's numbers
+)
+def test_edgepopup_kept_count_round_or_as_hidden_networks_getsubnet(sparsity, rounded, authors):
+    """A 64×48 layer (3,072 weights): round((1 − s)·n) against GetSubnet's n − int((1 − k)·n)
+    at k = 1 − s; 0.7·3072 = 2150.4 and 0.1·3072 = 307.2, so the authors keep one more."""
+    model = nn.Sequential(nn.Linear(48, 64, bias=False))
+    ctx = _ctx(model)
+    for how, want in (("round", rounded), ("hidden_networks", authors)):
+        method = _edgepopup(f"prune.sparsity={sparsity}", f"prune.kept_count={how}")
+        scores = method.plan(0, ctx).trains.scores
+        assert int(scores.train_masks()[0].sum()) == want, how
+        assert int(scores.eval_masks()[0].sum()) == want, how
+        if how == "hidden_networks":  # the very weights GetSubnet keeps (no ties in U(±b))
+            s = scores.layers(scores.scores.detach())[0].abs()
+            ref = _getsubnet(s, 1.0 - sparsity)
+            assert int(ref.sum()) == want
+            assert torch.equal(scores.eval_masks()[0], ref)
+
+
+def test_edgepopup_kept_count_hidden_networks_on_small_layers():
+    """n = 7 at s = 0.5: round(3.5) = 4 (banker's rounding, to even), GetSubnet 7 − int(3.5) = 4;
+    n = 5 at s = 0.5: round(2.5) = 2, GetSubnet 5 − int(2.5) = 3; n = 9 at s = 0.95: round(0.45)
+    = 0, lifted to 1, and GetSubnet 9 − int(8.55) = 1."""
+    for n, s, rounded, authors in ((7, 0.5, 4, 4), (5, 0.5, 2, 3), (9, 0.95, 1, 1)):
+        for how, want in (("round", rounded), ("hidden_networks", authors)):
+            w = {"w": torch.ones(1, n)}
+            gen = torch.Generator().manual_seed(0)
+            scores = ScoreMasks(w, "topk", sparsity=s, generator=gen, kept_count=how)
+            assert int(scores.eval_masks()[0].sum()) == want, (n, s, how)
+
+
+def test_edgepopup_scale_fan_multiplies_the_fan_by_the_sparsity():
+    """utils/builder.py:93-98: fan = fan_in · (1 − prune_rate), std = gain/sqrt(fan), gain
+    sqrt(2) (relu); prune_rate is the fraction kept, so the factor is the sparsity. Conv 3→8
+    3×3, fan_in 27: unscaled sqrt(2/27) = 0.2721655; s = 0.5: sqrt(2/13.5) = 0.3849002;
+    s = 0.9: sqrt(2/24.3) = 0.2868877 (reading the factor as the fraction kept would give
+    sqrt(2/2.7) = 0.8606630)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False))
+    ctx = _ctx(model)
+    cases = [
+        (("prune.sparsity=0.9",), 0.2721655270),
+        (("prune.sparsity=0.5", "prune.scale_fan=true"), 0.3849001795),
+        (("prune.sparsity=0.9", "prune.scale_fan=true"), 0.2868876553),
+    ]
+    for overrides, want in cases:
+        method = _edgepopup("prune.weight_init=signed_kaiming_constant", *overrides)
+        w = method.frozen_weights(ctx)["0.weight"]
+        assert torch.allclose(w.abs(), torch.full_like(w, want), rtol=1e-6, atol=0), overrides
+        assert 0.3 < float((w > 0).double().mean()) < 0.7, overrides
+
+
+def test_edgepopup_scale_fan_scales_kaiming_normal_as_builder_py():
+    """utils/builder.py:110-118: normal_(0, gain/sqrt(fan_in · (1 − prune_rate))); linear
+    1000→500 at s = 0.5: std sqrt(2/500) = 0.0632456 (unscaled sqrt(2/1000) = 0.0447214)."""
+    model = nn.Sequential(nn.Linear(1000, 500, bias=False))
+    method = _edgepopup(
+        "prune.weight_init=kaiming_normal", "prune.sparsity=0.5", "prune.scale_fan=true"
+    )
+    w = method.frozen_weights(_ctx(model))["0.weight"]
+    assert float(w.std()) == pytest.approx(0.0632455532, rel=0.01)
+    assert abs(float(w.mean())) < 0.001
+
+
+@pytest.mark.parametrize(
+    "overrides,valid",
+    [
+        (("prune.kept_count=ceil",), "choose one of: round, hidden_networks"),
+        (
+            ("prune.scale_fan=true", "prune.weight_init=signed_glorot_constant"),
+            "kaiming_normal or signed_kaiming_constant",
+        ),
+        (("prune.scale_fan=true", "prune.sparsity=0.0"), r"prune.sparsity in \(0, 1\)"),
+    ],
+)
+def test_bad_edgepopup_settings_are_refused_in_one_line(overrides, valid):
+    with pytest.raises(UserError, match=valid) as err:
+        compose(["prune=edgepopup", *overrides])
+    assert "\n" not in str(err.value)
+
+
+def test_edgepopup_new_settings_at_their_defaults_keep_the_run_name():
+    def name(*overrides: str) -> str:
+        cfg = compose(["prune=edgepopup", *overrides])
+        return run_name(OmegaConf.to_container(cfg, resolve=True))
+
+    default = name()
+    assert name("prune.kept_count=round", "prune.scale_fan=false") == default
+    assert name("prune.kept_count=hidden_networks") != default
+    assert name("prune.scale_fan=true") != default

@@ -12,7 +12,9 @@ gradient). Only a score per weight is trained, with the configured optimizer and
 (`prune.rescale`, its factor differentiated as in Zhou et al.'s graph or held constant:
 `prune.rescale_gradient`), and evaluates one seeded Bernoulli sample or the rounded mask
 (sigmoid > 0.5) (`prune.eval_mask`); `edgepopup` keeps the top (1 − `prune.sparsity`) of
-|score| in every layer. One level; at its end the model holds the initial weights times the
+|score| in every layer, the count rounded or as hidden-networks computes it
+(`prune.kept_count`), and can scale the Kaiming fan as hidden-networks' `--scale-fan`
+(`prune.scale_fan`). One level; at its end the model holds the initial weights times the
 mask used, so final.pt is a plain state_dict and the sparsity is counted from it. See
 sparsity/score_masks.py.
 """
@@ -28,28 +30,30 @@ from torch import nn
 
 from sparsify.checks import check_choice, check_range
 from sparsify.config import PruneConfig, TrainConfig
+from sparsify.errors import UserError
 from sparsify.methods.base import METHODS, Context, LevelPlan, Method
 from sparsify.records import Checkpoint
 from sparsify.seeding import FROZEN_WEIGHTS, SCORE_INIT
 from sparsify.sparsity.mask import Mask
-from sparsify.sparsity.score_masks import EVAL_MASKS, RESCALE_GRADIENTS, ScoreMasks
+from sparsify.sparsity.score_masks import EVAL_MASKS, KEPT_COUNTS, RESCALE_GRADIENTS, ScoreMasks
 from sparsify.training.loop import Forward, Segment
 from sparsify.training.trainable import Trainable
 
 WEIGHT_INITS = ("kaiming_normal", "signed_kaiming_constant", "signed_glorot_constant")
 
 
-def frozen_std(init: str, w: torch.Tensor) -> float:
+def frozen_std(init: str, w: torch.Tensor, fan_scale: float = 1.0) -> float:
     """The std of the frozen draw `init` for a weight of w's shape (out, in, *kernel): Kaiming's
-    sqrt(2/fan_in), or for `signed_glorot_constant` Glorot's sqrt(2/(fan_in + fan_out)), the std
-    of the Glorot-normal kernel whose signs Zhou et al. keep (their `make_signed_consts` takes the
-    drawn kernel's std, which is this up to sampling noise)."""
+    sqrt(2/(fan_in · fan_scale)), or for `signed_glorot_constant` Glorot's
+    sqrt(2/(fan_in + fan_out)), the std of the Glorot-normal kernel whose signs Zhou et al. keep
+    (their `make_signed_consts` takes the drawn kernel's std, which is this up to sampling
+    noise). `fan_scale` is hidden-networks' `--scale-fan` factor; Glorot's std has none."""
     field = w[0][0].numel() if w.dim() > 2 else 1  # the receptive field of a conv kernel
     fan_in = w.shape[1] * field if w.dim() > 1 else w.numel()
     fan_out = w.shape[0] * field if w.dim() > 1 else w.numel()
     if init == "signed_glorot_constant":
         return math.sqrt(2.0 / (fan_in + fan_out))
-    return math.sqrt(2.0 / fan_in)
+    return math.sqrt(2.0 / (fan_in * fan_scale))
 
 
 def non_affine_norms(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -152,10 +156,26 @@ class SupermaskConfig(LearntMaskConfig):
 @dataclass
 class EdgePopupConfig(LearntMaskConfig):
     sparsity: float = 0.5  # each layer keeps the top (1 - sparsity) of |score|, in [0, 1)
+    # weights kept per layer of n: round ((1 - sparsity)·n) or hidden_networks (GetSubnet's
+    # n - int(sparsity·n), about ceil); at least 1
+    kept_count: str = "round"
+    # hidden-networks' --scale-fan: the Kaiming fan_in times (1 - prune_rate) = sparsity
+    scale_fan: bool = False
 
     def check(self) -> None:
         super().check()
         check_range("prune.sparsity", self.sparsity, 0.0, 1.0)
+        check_choice("prune.kept_count", self.kept_count, KEPT_COUNTS)
+        if self.scale_fan and self.weight_init == "signed_glorot_constant":
+            raise UserError(
+                "prune.scale_fan=true scales a Kaiming fan; valid with prune.weight_init="
+                "kaiming_normal or signed_kaiming_constant, not signed_glorot_constant"
+            )
+        if self.scale_fan and self.sparsity == 0.0:
+            raise UserError(
+                "prune.scale_fan=true multiplies the fan by prune.sparsity, so it needs "
+                "prune.sparsity in (0, 1); got 0.0"
+            )
 
 
 class _LearntMask(Method):
@@ -168,12 +188,16 @@ class _LearntMask(Method):
     def check_checkpoint(self, ckpt: Checkpoint, ctx: Context, what: str) -> None:
         ScoreMasks.check_state(ckpt.extra.get(LearntScores.state_key), ctx.prunable_count, what)
 
+    def fan_scale(self) -> float:
+        """The factor of the Kaiming fan of the frozen weights (1: unscaled)."""
+        return 1.0
+
     def frozen_weights(self, ctx: Context) -> dict[str, torch.Tensor]:
         gen = ctx.generator(FROZEN_WEIGHTS)
         out = non_affine_norms(ctx.init)
         for name in ctx.prunable:
             w = ctx.init[name]
-            std = frozen_std(self.cfg.weight_init, w)
+            std = frozen_std(self.cfg.weight_init, w, self.fan_scale())
             draw = torch.randn(w.shape, generator=gen)
             if self.cfg.weight_init.startswith("signed_"):
                 draw = torch.sign(draw)
@@ -208,5 +232,10 @@ class EdgePopup(_LearntMask):
     config_class = EdgePopupConfig
     kind = "topk"
 
+    def fan_scale(self) -> float:
+        # builder.py: fan * (1 - args.prune_rate), where prune_rate is the fraction GetSubnet
+        # keeps; so the fan is multiplied by the fraction pruned, sparsify's sparsity
+        return self.cfg.sparsity if self.cfg.scale_fan else 1.0
+
     def mask_settings(self) -> dict[str, Any]:
-        return {"sparsity": self.cfg.sparsity}
+        return {"sparsity": self.cfg.sparsity, "kept_count": self.cfg.kept_count}

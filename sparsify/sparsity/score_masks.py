@@ -8,7 +8,10 @@ their initial values.
   Zhou et al. evaluate) or the rounded mask sigmoid(s) > 1/2 (`rounded`, the MAP mask).
 - `topk` (Ramanujan et al. 2020, edge-popup): the scores start U(±1/sqrt(fan_in)) (the authors'
   `kaiming_uniform_(a=sqrt(5))`); each layer keeps the weights with the top (1 − sparsity)
-  fraction of |s|; the gradient passes straight through to the scores.
+  fraction of |s|; the gradient passes straight through to the scores. A layer of n weights
+  keeps round((1 − sparsity)·n) (`kept_count="round"`) or, as hidden-networks' `GetSubnet`,
+  n − int(sparsity·n), which is ceil((1 − sparsity)·n) up to float rounding
+  (`"hidden_networks"`); at least 1 either way.
 
 With `rescale` (Zhou et al.'s dynamic weight rescaling) a layer's weights are multiplied by
 (weights in the layer / weights kept), so the layer's output keeps its scale whatever the mask.
@@ -34,6 +37,18 @@ from sparsify.sparsity.topk import TrackedTopK
 KINDS = ("bernoulli", "topk")
 EVAL_MASKS = ("sampled", "rounded")
 RESCALE_GRADIENTS = ("differentiated", "constant")
+KEPT_COUNTS = ("round", "hidden_networks")
+
+
+def count_kept(n: int, sparsity: float, how: str = "round") -> int:
+    """Weights a top-k layer of `n` weights keeps at `sparsity`, at least 1: round((1 − s)·n),
+    or (`hidden_networks`) what `GetSubnet` keeps at prune_rate k = 1 − s, the fraction kept:
+    it zeroes the int((1 − k)·n) lowest scores, in the same float arithmetic."""
+    assert how in KEPT_COUNTS
+    if how == "hidden_networks":
+        k = 1.0 - sparsity
+        return max(1, n - int((1 - k) * n))
+    return max(1, round((1.0 - sparsity) * n))
 
 
 class ScoreMasks(nn.Module):
@@ -53,6 +68,7 @@ class ScoreMasks(nn.Module):
         eval_mask: str = "sampled",
         rescale_gradient: str = "differentiated",
         generator: torch.Generator | None = None,
+        kept_count: str = "round",
     ) -> None:
         super().__init__()
         assert kind in KINDS and eval_mask in EVAL_MASKS and weights
@@ -87,7 +103,7 @@ class ScoreMasks(nn.Module):
             flat[offsets[i] : offsets[i] + sizes[i]] = s.reshape(-1)
         self.scores = nn.Parameter(flat.to(next(iter(weights.values())).device))
         # caches, not state: the top-k tracker, and the frozen weights laid out as the scores
-        ks = [max(1, round((1.0 - sparsity) * n)) for _, _, n in self._groups]
+        ks = [count_kept(n, sparsity, kept_count) for _, _, n in self._groups]
         self._topk = TrackedTopK(ks)
         self._frozen: tuple[list[Tensor], list[int], Tensor] | None = None
 
@@ -176,7 +192,7 @@ class ScoreMasks(nn.Module):
         return torch.lt(u, p, out=u), p * (1.0 - p)
 
     def _top(self, s: Tensor) -> Tensor:
-        """Float 0/1 mask keeping exactly the top (1 - sparsity) fraction of |s| in each layer:
+        """Float 0/1 mask keeping exactly the top `count_kept` entries of |s| in each layer:
         the entries torch.topk keeps, all layers of one size selected together, the cut tracked
         from call to call rather than recomputed (sparsity/topk.py)."""
         a, mask = s.abs(), torch.empty_like(s)
