@@ -31,6 +31,7 @@ import datetime
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 if "--smoke" in sys.argv:  # before triton is imported anywhere
@@ -82,7 +83,6 @@ def timer(device: torch.device, reps: int):
         from sparsify.kernels.convert import cuda_time
 
         return lambda fn: cuda_time(fn, warmup=3, reps=reps)
-    import time
 
     def wall(fn) -> float:
         fn()
@@ -302,6 +302,11 @@ def markdown(result: dict) -> str:
         f"{m['torch_ms']:.3f} ms on torch, **{m['speedup']:.2f}×**; error {m['error']:.1e} "
         f"(torch {m['torch_error']:.1e}).",
     ]
+    if result.get("not_measured"):
+        lines += [
+            "",
+            "Not measured (past --time-limit): " + ", ".join(result["not_measured"]) + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -343,7 +348,14 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--out", type=Path, default=Path("bench_kernels.json"))
     p.add_argument("--docs", type=Path, help="write the markdown table into this file")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds: start no new (layer, batch) after this; the rest is listed as not measured",
+    )
     args = p.parse_args()
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise SystemExit(f"--time-limit {args.time_limit}: give a positive number of seconds")
     if args.docs is not None:
         check_docs(args.docs)  # refuse a wrong path now, not after the measurements
 
@@ -360,11 +372,7 @@ def main() -> None:
         convs, linears = VGG16 + RESNET50, LINEARS
         torch.backends.cudnn.benchmark = True
     ms = timer(device, args.reps)
-    rows = []
-    for layer in [*convs, *linears]:
-        for batch in args.batches:
-            rows += bench_layer(layer, batch, args, device, dtype, ms)
-            print(f"{layer[0]} batch {batch}: done", file=sys.stderr)
+    started = time.monotonic()
     result = {
         "command": "python scripts/bench_kernels.py " + " ".join(sys.argv[1:]),
         "environment": {
@@ -378,9 +386,26 @@ def main() -> None:
         },
         "dtype": str(dtype).removeprefix("torch."),
         "block": args.block,
-        "layers": rows,
+        # end to end first: the target that needs every kernel, measured whatever the time limit
         "model": bench_model(args, device, dtype, ms),
+        "layers": [],
+        "not_measured": [],
     }
+    print(f"model: {result['model']['speedup']:.2f}x torch", file=sys.stderr)
+    for layer in [*convs, *linears]:
+        for batch in args.batches:
+            if args.time_limit is not None and time.monotonic() - started > args.time_limit:
+                result["not_measured"].append(f"{layer[0]} batch {batch}")
+                continue
+            rows = bench_layer(layer, batch, args, device, dtype, ms)
+            result["layers"] += rows
+            best = max(rows[1:], key=lambda r: r["speedup"])
+            print(
+                f"{layer[0]} batch {batch}: torch {rows[0]['ms']:.4f} ms; best {best['kind']} "
+                f"{best['sparsity']:.2f} {best['speedup']:.2f}x",
+                file=sys.stderr,
+            )
+            save_json(result, args.out)  # what is measured so far survives a killed run
     save_json(result, args.out)
     table = markdown(result)
     print(table)

@@ -54,3 +54,24 @@ def test_the_benchmark_refuses_docs_without_markers(tmp_path):
     assert docs.read_text() == "no markers here\n"
     with pytest.raises(SystemExit, match="cannot read"):
         bench_kernels.check_docs(tmp_path / "missing.md")
+
+
+@pytest.mark.slow
+def test_a_time_limit_measures_the_model_and_lists_the_layers_it_skipped(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--out", str(out), "--time-limit", "0.001"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["layers"] == []  # past the limit before the first layer
+    assert result["not_measured"] == ["tiny.a batch 2", "tiny.b batch 2", "tiny.fc batch 2"]
+    assert result["model"]["error"] < 1e-5  # the end-to-end model is measured first, always
+    assert "Not measured (past --time-limit): tiny.a batch 2" in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_a_time_limit_that_is_not_positive_is_refused(tmp_path, value):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--out", str(out), "--time-limit", value]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--time-limit" in proc.stderr and not out.exists()
