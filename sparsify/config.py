@@ -93,7 +93,14 @@ class TrainConfig:
     milestones: list[str] = field(default_factory=list)  # multistep: steps where lr *= gamma
     step_size: str = "30ep"  # step: lr *= gamma every step_size
     gamma: float = 0.1  # step / multistep decay factor
-    warmup: str = "0it"  # linear warm-up: lr·(i+1)/warmup at iteration i < warmup
+    warmup: str = "0it"  # linear warm-up over this many iterations (see warmup_offset)
+    # the warm-up's lr at update u < warmup is lr·(u + warmup_offset)/warmup: 1 reaches lr at the
+    # last warm-up update; 0 is OpenLTH's min(1, it/warmup), lr 0 at iteration 0
+    warmup_offset: int = 1
+    # how often the lr changes: every iteration, or once per epoch at the value of the epoch's
+    # first iteration (the warm-up counted in epochs: (e + warmup_offset)/warmup epochs), as
+    # IST-DASLab/ACDC steps its scheduler
+    lr_update: str = "iteration"
     label_smoothing: float = 0.0  # in [0, 1)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     checkpoint_every: str = "1ep"  # how often the resumable checkpoint is written

@@ -26,6 +26,7 @@ NOISE_STREAM = 8  # (seed, radius in 1e-6, sample, batch): uniform input noise (
 # Keys within METHOD_STREAM (Context.generator(key, ...)).
 MASK_DRAWS = 1  # (level): the `random` criterion's scores
 RESTART_DRAWS = 2  # (level): prune.restart=reshuffle's permutations
+TIE_DRAWS = 3  # (level): prune.ties=random's choice among weights tied at the cut
 RANDOM_PRUNING_DRAWS = 4  # (level): prune=random's choice of surviving weights
 FROZEN_WEIGHTS = 11  # supermask / edgepopup: the frozen random weights
 SCORE_INIT = 12  # supermask / edgepopup: the scores' initialisation

@@ -17,7 +17,7 @@ from sparsify.methods import METHODS
 from sparsify.models import MODELS
 from sparsify.registry import Registry
 from sparsify.tracking import LOGGERS, WANDB_MODES
-from sparsify.training.optim import OPTIMIZERS, SCHEDULES
+from sparsify.training.optim import LR_UPDATES, OPTIMIZERS, SCHEDULES, WARMUP_OFFSETS
 from sparsify.training.steps import check_step
 
 
@@ -81,6 +81,8 @@ def validate(cfg: DictConfig) -> None:
         check_step(milestone, f"train.milestones[{i}]")
     check_step(t.step_size, "train.step_size")
     check_step(t.warmup, "train.warmup")
+    _choice("train.warmup_offset", t.warmup_offset, WARMUP_OFFSETS)
+    _choice("train.lr_update", t.lr_update, LR_UPDATES)
     check_step(t.checkpoint_every, "train.checkpoint_every")
     _range("train.gamma", t.gamma, 0.0, 1.0, lo_open=True, hi_open=False)
     _range("train.label_smoothing", t.label_smoothing, 0.0, 1.0)

@@ -25,20 +25,12 @@ from sparsify.models import build_model
 from sparsify.run import run
 from sparsify.sparsity import Mask, prune_mask
 from sparsify.sparsity.criteria import criterion_scores
+from tests.contexts import fixed_context
 
 
 def _context(weights: dict[str, torch.Tensor], prunable: list[str], masks: dict) -> Context:
     """A Context whose every level ended with `weights` and whose masks are `masks[level]`."""
-    return Context(
-        init=weights,
-        prunable=prunable,
-        iterations_per_epoch=10,
-        total=100,
-        schedule=None,
-        final=lambda level: weights,
-        mask=lambda level: masks[level],
-        snapshot=None,
-    )
+    return fixed_context(weights, prunable, masks)
 
 
 def _levels(cfg: RetrainingConfig, weights, prunable, levels: int) -> list[dict[str, int]]:

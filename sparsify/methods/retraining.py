@@ -24,19 +24,29 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import ClassVar, Optional
 
+from torch import Tensor
+
 from sparsify.checks import check_choice, check_range
 from sparsify.config import ScoredPruneConfig
 from sparsify.errors import UserError
 from sparsify.methods.base import Context, LevelPlan, Method, prune_by
 from sparsify.methods.restart import restart_weights
-from sparsify.seeding import MASK_DRAWS, RESTART_DRAWS
-from sparsify.sparsity.allocation import openlth_mask, prune_mask
+from sparsify.seeding import MASK_DRAWS, RESTART_DRAWS, TIE_DRAWS
+from sparsify.sparsity.allocation import openlth_mask, prune_mask, zhou_pruned
 from sparsify.sparsity.criteria import CRITERIA, criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import MaskChange, MaskSchedule, Segment
 
-SIGNED = ("small_final", "small_init", "magnitude_increase")  # scores that can be negative
-THRESHOLDS = ("exact", "openlth")
+# scores that can be negative
+SIGNED = (
+    "small_final",
+    "small_init",
+    "magnitude_increase",
+    "magnitude_increase_same_sign",
+    "magnitude_increase_diff_sign",
+)
+THRESHOLDS = ("exact", "openlth", "zhou")
+TIES = ("position", "random")
 
 
 @dataclass
@@ -57,8 +67,12 @@ class RetrainingConfig(ScoredPruneConfig):
     optimizer_state: str = "fresh"
     # global: count the (never pruned) weights of prune.exclude in the remaining weights (OpenLTH)
     count_excluded: bool = False
-    # exact: keep round((1 - rate)^L · N), ties by position; openlth: OpenLTH's strict cut
+    # exact: keep round((1 - rate)^L · N); openlth: OpenLTH's strict cut; zhou (layerwise):
+    # prune int(rate · alive) of each layer per level, as Zhou et al.'s get_weight_init.py
     threshold: str = "exact"
+    # which of the weights tied at the cut are kept: position (the latest), or random (Zhou et
+    # al.'s lexsort with a random key), drawn from the run's seed and the level
+    ties: str = "position"
     # layerwise, iterative: {weight name pattern: rate per level} overriding prune.rate (Zhou)
     layer_rates: dict[str, float] = field(default_factory=dict)
     # rewinding methods with k > 0: level 0 starts a fresh optimizer at step k, as OpenLTH trains
@@ -80,6 +94,7 @@ class RetrainingConfig(ScoredPruneConfig):
         if self.finetune_lr is not None:
             check_range("prune.finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
         check_choice("prune.threshold", self.threshold, THRESHOLDS)
+        check_choice("prune.ties", self.ties, TIES)
         if self.count_excluded and self.allocation != "global":
             raise UserError(
                 "prune.count_excluded=true counts excluded weights in one global total; it needs "
@@ -92,6 +107,21 @@ class RetrainingConfig(ScoredPruneConfig):
                 "prune.threshold=openlth is OpenLTH's per-level global cut of single weights; it "
                 "needs prune.iterative=true, prune.allocation=global, "
                 "prune.granularity=unstructured"
+            )
+        if self.threshold == "zhou" and not (
+            self.iterative and self.allocation == "layerwise" and self.granularity == "unstructured"
+        ):
+            raise UserError(
+                "prune.threshold=zhou is Zhou et al.'s int(rate · alive) per layer and level; it "
+                "needs prune.iterative=true, prune.allocation=layerwise, "
+                "prune.granularity=unstructured"
+            )
+        if self.ties == "random" and (
+            self.granularity != "unstructured" or self.threshold == "openlth"
+        ):
+            raise UserError(
+                "prune.ties=random picks among single weights tied at the cut; it needs "
+                "prune.granularity=unstructured and prune.threshold=exact or zhou"
             )
         for pattern, rate in self.layer_rates.items():
             check_range(f"prune.layer_rates.{pattern}", rate, 0.0, 1.0, lo_open=True)
@@ -145,7 +175,9 @@ class Retraining(Method):
             )
         last = self.target_sparsity(self.num_levels() - 1)
         excluded = excluded_weights(ctx, self.cfg.exclude) if self.counts_excluded() else 0
-        if last >= 1.0 or self._kept_at_last_level(ctx.prunable_count, excluded) < 1:
+        # zhou never empties a layer: int(rate · alive) < alive
+        zhou = self.threshold() == "zhou"
+        if last >= 1.0 or (not zhou and self._kept_at_last_level(ctx.prunable_count, excluded) < 1):
             counting = f" (counting {excluded} excluded weights)" if excluded else ""
             raise UserError(
                 f"the last level's sparsity {last:.6g}{counting} would prune every weight; use "
@@ -164,8 +196,9 @@ class Retraining(Method):
             raise UserError(
                 f"prune.granularity={self.cfg.granularity} scores groups by the norm of their "
                 f"weights' scores; prune.criterion={self.cfg.criterion} is signed, so use "
-                "granularity=unstructured or a criterion of magnitudes (large_final, large_init, "
-                "movement, large_init_large_final, random)"
+                "granularity=unstructured or a criterion of magnitudes ("
+                + ", ".join(c for c in CRITERIA if c not in SIGNED)
+                + ")"
             )
         if self.cfg.granularity == "nm" and self.num_levels() > 2:
             raise UserError(
@@ -186,6 +219,9 @@ class Retraining(Method):
     def threshold(self) -> str:
         return getattr(self.cfg, "threshold", "exact")
 
+    def ties(self) -> str:
+        return getattr(self.cfg, "ties", "position")
+
     def layer_rates(self) -> dict[str, float]:
         return getattr(self.cfg, "layer_rates", {})
 
@@ -205,7 +241,7 @@ class Retraining(Method):
                     f"prune.layer_rates pattern {pattern!r} matches no prunable weight; they are "
                     f"named like: {', '.join(ctx.prunable[:8])}"
                 )
-        for name in ctx.prunable if self.layer_rates() else []:
+        for name in ctx.prunable if self.layer_rates() and self.threshold() != "zhou" else []:
             if round((1.0 - self.layer_rate(name)) ** last * ctx.init[name].numel()) < 1:
                 raise UserError(
                     f"the last level would prune every weight of {name}; use fewer "
@@ -233,14 +269,18 @@ class Retraining(Method):
             ctx.generator(MASK_DRAWS, level),
             mask=previous,
         )
-        if not (self.counts_excluded() or self.threshold() != "exact" or self.layer_rates()):
+        ties = ctx.generator(TIE_DRAWS, level) if self.ties() == "random" else None
+        plain = not (self.counts_excluded() or self.threshold() != "exact" or self.layer_rates())
+        if plain and ties is None:
             return prune_by(cfg, scores, previous, self.target_sparsity(level))
         excluded = excluded_weights(ctx, cfg.exclude) if self.counts_excluded() else 0
         if self.threshold() == "openlth":
             mask = openlth_mask(scores, previous, cfg.rate, excluded)
         else:
             targets = None
-            if self.layer_rates():
+            if self.threshold() == "zhou":  # the kept count per layer, as a sparsity
+                targets = {n: 1.0 - self._zhou_kept(n, m) / m.numel() for n, m in previous.items()}
+            elif self.layer_rates():
                 targets = {n: 1.0 - (1.0 - self.layer_rate(n)) ** level for n in previous}
             mask = prune_mask(
                 scores,
@@ -253,6 +293,7 @@ class Retraining(Method):
                 m=cfg.m,
                 layer_targets=targets,
                 excluded=excluded,
+                ties=ties,
             )
         emptied = [n for n, m in mask.items() if not bool(m.any()) and bool(previous[n].any())]
         if emptied:  # as prune_by refuses it: the network could no longer compute through it
@@ -261,6 +302,11 @@ class Retraining(Method):
                 "fewer prune.levels, a lower rate, or prune.exclude for the layer"
             )
         return mask
+
+    def _zhou_kept(self, name: str, previous: Tensor) -> int:
+        """Weights layer `name` keeps at a level of prune.threshold=zhou, from its mask before."""
+        alive = int(previous.count_nonzero())
+        return alive - zhou_pruned(alive, self.layer_rate(name))
 
     def carries_optimizer(self) -> bool:
         """Whether pruned levels start from the optimizer state saved with their starting weights

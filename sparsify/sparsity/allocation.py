@@ -6,10 +6,12 @@
   to (sum of its dimensions) / (product of its dimensions), scaled to meet the target; layers that
   would exceed density 1 are kept dense and the rest rescaled.
 
-Counts are exact: ties at the threshold are broken by position, and weights already pruned
-(mask False) stay pruned, so pruning never revives a weight. `global` can also count weights
+Counts are exact: ties at the threshold are broken by position (or, given a generator, at random
+as Zhou et al.'s lexsort with a random key does), and weights already pruned (mask False) stay
+pruned, so pruning never revives a weight. `global` can also count weights
 outside the mask (excluded layers, always alive) in the total, as OpenLTH does, so that the whole
-target is taken from the prunable layers; `openlth_mask` is OpenLTH's own rule for one level.
+target is taken from the prunable layers; `openlth_mask` is OpenLTH's own rule for one level,
+`zhou_pruned` Zhou et al.'s count per layer and round.
 
 With `block` or `channel` granularity (see granularity.py) the same allocations act on groups,
 B×B blocks or output channels, and the target still counts weights: groups go lowest score first
@@ -44,8 +46,9 @@ from sparsify.sparsity.select import kth_smallest
 ALLOCATIONS = ("global", "layerwise", "erk")
 
 
-def keep_highest(scores: Tensor, n_keep: int) -> Tensor:
-    """Bool tensor (flat) keeping exactly the `n_keep` highest scores; ties go to later positions."""
+def keep_highest(scores: Tensor, n_keep: int, ties: torch.Generator | None = None) -> Tensor:
+    """Bool tensor (flat) keeping exactly the `n_keep` highest scores; of the scores tied at the
+    cut, those at the latest positions are kept, or a uniformly random subset drawn from `ties`."""
     n = scores.numel()
     if n_keep >= n:
         return torch.ones(n, dtype=torch.bool)
@@ -55,8 +58,10 @@ def keep_highest(scores: Tensor, n_keep: int) -> Tensor:
     keep = scores > threshold
     deficit = n_keep - int(keep.sum())
     if deficit > 0:
-        ties = (scores == threshold).nonzero().flatten()
-        keep[ties[-deficit:]] = True
+        tied = (scores == threshold).nonzero().flatten()
+        if ties is not None:
+            tied = tied[torch.randperm(tied.numel(), generator=ties)]
+        keep[tied[-deficit:]] = True
     return keep
 
 
@@ -108,6 +113,7 @@ def prune_mask(
     m: int = 4,
     layer_targets: Mapping[str, float] | None = None,
     excluded: int = 0,
+    ties: torch.Generator | None = None,
 ) -> Mask:
     """A new mask with overall sparsity `target` (fraction of prunable weights pruned, in [0, 1)),
     keeping the highest-scoring live weights, blocks or channels. Weights pruned in `mask` stay
@@ -116,7 +122,8 @@ def prune_mask(
     `layer_targets` ({name: sparsity in [0, 1)}, `layerwise` only) gives some layers their own
     target. `excluded` (`global` only) is a number of weights outside `mask`, never pruned, that
     count in the total as OpenLTH counts excluded layers: target × (prunable + excluded) weights
-    are then pruned, all from the prunable layers.
+    are then pruned, all from the prunable layers. `ties` (unstructured only): a generator that
+    breaks ties at the cut at random instead of by position.
 
     `scores` and `mask` map state_dict names to tensors of the weights' shapes. `granularity` is
     one of GRANULARITIES: `block` prunes B×B tiles (B = `block`) of each weight's (K, rest) matrix
@@ -129,13 +136,14 @@ def prune_mask(
     assert allocation in ALLOCATIONS, allocation
     assert layer_targets is None or allocation == "layerwise", allocation
     assert excluded == 0 or allocation == "global", allocation
+    assert ties is None or granularity == "unstructured", granularity
     if granularity == "nm":
         return Mask({name: nm_mask(scores[name], mask[name], n, m) for name in mask})
     targets = (
         None if allocation == "global" else _layer_targets(mask, target, allocation, layer_targets)
     )
     if granularity == "unstructured" or (granularity == "block" and block == 1):
-        return _prune_weights(scores, mask, target, targets, excluded)
+        return _prune_weights(scores, mask, target, targets, excluded, ties)
     return _prune_groups(scores, mask, target, targets, excluded, granularity, block)
 
 
@@ -145,22 +153,24 @@ def _prune_weights(
     target: float,
     targets: dict[str, float] | None,
     excluded: int,
+    ties: torch.Generator | None = None,
 ) -> Mask:
     """Unstructured pruning: exact weight counts through the k-th smallest score; `targets` are
-    per-layer sparsities, or None for one global count (with `excluded` weights in the total)."""
+    per-layer sparsities, or None for one global count (with `excluded` weights in the total);
+    `ties` as in `keep_highest`."""
     names = list(mask)
     flat = {n: _masked_scores(scores[n], mask[n]) for n in names}
     alive = {n: int(mask[n].count_nonzero()) for n in names}
     if targets is None:
         total = sum(t.numel() for t in flat.values()) + excluded
         n_keep = min(max(round((1.0 - target) * total) - excluded, 0), sum(alive.values()))
-        keep = keep_highest(torch.cat([flat[n] for n in names]), n_keep)
+        keep = keep_highest(torch.cat([flat[n] for n in names]), n_keep, ties)
         parts = keep.split([flat[n].numel() for n in names])
         return Mask({n: p.view_as(mask[n]) for n, p in zip(names, parts)})
     out = {}
     for n in names:
         n_keep = min(round((1.0 - targets[n]) * flat[n].numel()), alive[n])
-        out[n] = keep_highest(flat[n], n_keep).view_as(mask[n])
+        out[n] = keep_highest(flat[n], n_keep, ties).view_as(mask[n])
     return Mask(out)
 
 
@@ -182,6 +192,15 @@ def openlth_mask(scores: Mapping[str, Tensor], mask: Mask, rate: float, excluded
         keep = alive & (flat > threshold)
     parts = keep.split([mask[n].numel() for n in names])
     return Mask({n: p.view_as(mask[n]) for n, p in zip(names, parts)})
+
+
+def zhou_pruned(alive: int, rate: float) -> int:
+    """Weights one round of Zhou et al.'s get_weight_init.py prunes from a layer with `alive` live
+    weights at `rate` per round: int(alive · p / 100) with p = (1 − (1 − rate)¹) · 100, in their
+    float arithmetic. So 0.2 gives p = 19.999999999999996 and prunes one weight fewer than
+    0.2 · alive wherever that is whole (1 of 10, 47,039 of 235,200)."""
+    percentile = (1.0 - (1.0 - rate) ** 1) * 100.0  # prune_base = 1 − rate, prune_power 1
+    return int(alive * percentile / 100)
 
 
 def _keep_groups(scores: Tensor, sizes: Tensor, n_prune: float) -> Tensor:

@@ -13,7 +13,14 @@ its value at the end of the previous level's training.
                           same rule on negated magnitudes, as Zhou et al.'s get_weight_init.py).
 - magnitude_increase      |w_f| − |w_i|
 - movement                |w_f − w_i|
+- <base>_same_sign        for base large_final or magnitude_increase: the base score where
+                          sign(w_f) = sign(w_i), 0 where the sign changed
+- <base>_diff_sign        the base score where the sign changed, 0 where it did not
 - random                  uniform noise from a seeded generator
+
+The sign variants are those of Zhou et al.'s get_weight_init.py: the other weights' scores are
+set to 0, not to the lowest score, so under magnitude_increase_* a weight whose magnitude fell
+(a negative score) is still pruned before them. sign(0) = 0 is a sign of its own, as np.sign's.
 """
 
 from __future__ import annotations
@@ -32,8 +39,13 @@ CRITERIA = (
     "small_init_small_final",
     "magnitude_increase",
     "movement",
+    "large_final_same_sign",
+    "large_final_diff_sign",
+    "magnitude_increase_same_sign",
+    "magnitude_increase_diff_sign",
     "random",
 )
+SIGN_SUFFIXES = ("_same_sign", "_diff_sign")
 
 
 def _rank(x: Tensor, alive: Tensor | None = None) -> Tensor:
@@ -63,28 +75,45 @@ def criterion_scores(
     """Scores (float32, CPU, the weights' shapes) for the weights named in `final`; `mask` (the
     weights still alive) lets rank-based criteria rank the live weights only."""
     assert criterion in CRITERIA, criterion
+    base, variant = criterion, ""
+    for suffix in SIGN_SUFFIXES:
+        if criterion.endswith(suffix):
+            base, variant = criterion.removesuffix(suffix), suffix
     out = {}
     for name, wf in final.items():
         wf = wf.detach().float().cpu()
         wi = init[name].detach().float().cpu()
-        if criterion == "large_final":
-            s = wf.abs()
-        elif criterion == "small_final":
-            s = -wf.abs()
-        elif criterion == "large_init":
-            s = wi.abs()
-        elif criterion == "small_init":
-            s = -wi.abs()
-        elif criterion in ("large_init_large_final", "small_init_small_final"):
-            alive = None if mask is None else mask[name]
-            sign = 1.0 if criterion == "large_init_large_final" else -1.0
-            s = torch.minimum(_rank(sign * wi.abs(), alive), _rank(sign * wf.abs(), alive))
-        elif criterion == "magnitude_increase":
-            s = wf.abs() - wi.abs()
-        elif criterion == "movement":
-            s = (wf - wi).abs()
-        else:
-            assert generator is not None, "the random criterion needs a seeded generator"
-            s = torch.rand(wf.shape, generator=generator)
+        s = _base_score(base, wi, wf, generator, None if mask is None else mask[name])
+        if variant:
+            same = torch.sign(wi) == torch.sign(wf)
+            s = torch.where(same if variant == "_same_sign" else ~same, s, torch.zeros_like(s))
         out[name] = s
     return out
+
+
+def _base_score(
+    criterion: str,
+    wi: Tensor,
+    wf: Tensor,
+    generator: torch.Generator | None,
+    alive: Tensor | None,
+) -> Tensor:
+    """The score of one layer's weights under a criterion without a sign variant."""
+    if criterion == "large_final":
+        return wf.abs()
+    if criterion == "small_final":
+        return -wf.abs()
+    if criterion == "large_init":
+        return wi.abs()
+    if criterion == "small_init":
+        return -wi.abs()
+    if criterion in ("large_init_large_final", "small_init_small_final"):
+        sign = 1.0 if criterion == "large_init_large_final" else -1.0
+        return torch.minimum(_rank(sign * wi.abs(), alive), _rank(sign * wf.abs(), alive))
+    if criterion == "magnitude_increase":
+        return wf.abs() - wi.abs()
+    if criterion == "movement":
+        return (wf - wi).abs()
+    assert criterion == "random", criterion
+    assert generator is not None, "the random criterion needs a seeded generator"
+    return torch.rand(wf.shape, generator=generator)

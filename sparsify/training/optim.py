@@ -19,6 +19,8 @@ from sparsify.training.steps import to_iterations
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
+LR_UPDATES = ("iteration", "epoch")  # train.lr_update
+WARMUP_OFFSETS = (0, 1)  # train.warmup_offset
 # the modules whose parameters `train.norm_weight_decay` applies to (their scales and shifts);
 # _NormBase covers BatchNorm and InstanceNorm in every dimension
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -57,21 +59,29 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.o
 
 
 class LRSchedule:
-    """lr(iteration) for a run of `total` iterations with `iterations_per_epoch`."""
+    """lr(iteration) for a run of `total` iterations with `iterations_per_epoch`.
+
+    With `train.lr_update=epoch` every iteration of an epoch gets the lr of the epoch's first
+    iteration, and the warm-up advances by one epoch per update: lr·(e + warmup_offset)/W in epoch
+    e, W the warm-up in epochs (capped at lr when W is not a whole number of epochs)."""
 
     def __init__(self, cfg: TrainConfig, iterations_per_epoch: int, total: int) -> None:
         self.base = cfg.lr
         self.kind = cfg.schedule
         self.total = total
         self.gamma = cfg.gamma
+        self.offset = cfg.warmup_offset
         ipe = iterations_per_epoch
+        # iterations between lr updates
+        self.update_every = ipe if cfg.lr_update == "epoch" else 1
         self.warmup = to_iterations(cfg.warmup, ipe, "train.warmup")
         self.milestones = sorted(to_iterations(m, ipe, "train.milestones") for m in cfg.milestones)
         self.step_size = max(1, to_iterations(cfg.step_size, ipe, "train.step_size"))
 
     def __call__(self, it: int) -> float:
+        it -= it % self.update_every  # the first iteration of the update's span
         if it < self.warmup:
-            return self.base * (it + 1) / self.warmup
+            return min(self.base, self.base * (it + self.offset * self.update_every) / self.warmup)
         if self.kind == "constant":
             return self.base
         if self.kind == "step":
