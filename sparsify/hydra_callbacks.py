@@ -8,6 +8,7 @@ the first two run. Checks that need the data (missing files) still happen when a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -54,7 +55,10 @@ class ValidateFirst(Callback):
         from omegaconf.errors import OmegaConfBaseException
 
         from sparsify.errors import UserError, exit_with
+        from sparsify.identity import run_name
+        from sparsify.sweep.manifest import Job, write_manifest
 
+        jobs, methods = [], []
         for batch in BasicSweeper.split_arguments(overrides, max_batch_size=None):
             for job in batch:
                 where = f"in the sweep job {' '.join(job)}: "
@@ -67,3 +71,30 @@ class ValidateFirst(Callback):
                         reason += "; sweep the methods that lack this key separately"
                     exit_with(UserError(reason), where)
                 _check(cfg, where)
+                resolved = OmegaConf.to_container(cfg, resolve=True)
+                jobs.append(Job(run_name(resolved), list(job)))
+                methods.append(str(cfg.prune.name))
+        # every job is valid: record what this command sweeps, for the sweep report
+        swept = [o.key_or_group for o in overrides if o.is_sweep_override()]
+        self.manifest = write_manifest(
+            Path(str(config.hydra.sweep.dir)),
+            list(config.hydra.overrides.task),
+            swept,
+            jobs,
+            methods,
+        )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """The sweep report of the jobs this command ran, beside its manifest."""
+        manifest = getattr(self, "manifest", None)
+        if manifest is None:
+            return
+        from sparsify.errors import UserError
+        from sparsify.sweep.__main__ import write_sweep_report
+
+        try:
+            path = write_sweep_report([manifest.folder], manifest.folder)
+        except UserError as e:
+            print(f"sparsify: no sweep report: {e}", file=sys.stderr)
+            return
+        print(f"sweep report: {path}\n              {path.with_suffix('.html')}")

@@ -118,6 +118,9 @@ class RunResults:
     levels: list[LevelRecord]
     # what needs every level (evaluate/summary.py): {"prune_potential": ..., "verdict": ...}
     summary: dict[str, Any] = field(default_factory=dict)
+    # images in the evaluated split: the n of every accuracy's binomial interval (None: a file
+    # written before it was recorded)
+    eval_images: Optional[int] = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -129,6 +132,7 @@ class RunResults:
             "run": self.run,
             "study": self.study,
             "dense_level": self.dense_level,
+            "eval_images": self.eval_images,
             "levels": [lv.to_json(layers=False) for lv in self.levels],
         }
         if self.summary:
@@ -158,6 +162,7 @@ class RunResults:
                 dense_level=data.get("dense_level"),
                 levels=levels,
                 summary=dict(data.get("summary", {})),
+                eval_images=None if data.get("eval_images") is None else int(data["eval_images"]),
             )
         except (KeyError, TypeError, ValueError):
             raise bad from None

@@ -164,6 +164,7 @@ def publish(
         dense_level=stage.dense_level,
         levels=records,
         summary=stage.summarize(records),
+        eval_images=stage.eval_images,
     )
     rd.save_results(results)
     write_report(rd, results, records, stage.entries, stage.summaries)

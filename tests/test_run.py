@@ -270,3 +270,17 @@ def test_temporaries_left_by_a_killed_write_are_removed_on_resume(tmp_path):
     _untrain(run_dir, 0)
     _run(tmp_path, "prune=dense")
     assert not stale.exists()
+
+
+def test_every_accuracy_in_the_report_carries_its_wilson_interval(tmp_path):
+    from sparsify.analysis.intervals import wilson
+
+    results, run_dir = _run(tmp_path, "prune.levels=1")
+    assert results["eval_images"] == 359  # the digits' test split: one image is 0.28 points
+    report = (run_dir / "report.md").read_text()
+    for lv in results["levels"]:
+        acc = lv["metrics"]["accuracy"]
+        lo, hi = wilson(acc, 359)
+        assert hi - lo > 0.02  # ±1.5 points or so at 95%: noise a reader must see
+        assert f"{100 * acc:.2f}% [{100 * lo:.1f}, {100 * hi:.1f}]" in report
+    assert "Wilson 95% interval on the 359 test images" in report

@@ -12,10 +12,12 @@ from sparsify.evaluate.distributions import clean
 
 METRICS = {
     "accuracy": MetricSpec(
-        "accuracy", percent=True, higher_is_better=True, plot=True, headline=True
+        "accuracy", percent=True, higher_is_better=True, plot=True, headline=True, binomial=True
     ),
     "loss": MetricSpec("loss (cross-entropy)", higher_is_better=False),
-    "top5_accuracy": MetricSpec("top-5 accuracy", percent=True, higher_is_better=True),
+    "top5_accuracy": MetricSpec(
+        "top-5 accuracy", percent=True, higher_is_better=True, binomial=True
+    ),
 }
 
 

@@ -58,6 +58,9 @@ class MetricSpec:
     higher_is_better: Optional[bool] = None
     plot: bool = False  # one figure of it against sparsity in the report
     headline: bool = False  # in the level's console line
+    # a proportion of the evaluated split's images (an accuracy): reports show its Wilson 95%
+    # interval on that many images, the noise of the test set itself
+    binomial: bool = False
 
     def format(self, value: Any) -> str:
         if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -30,7 +30,11 @@ from sparsify.sparsity.score_masks import ScoreMasks
 
 METRICS = {
     "sampled_accuracy": MetricSpec(
-        "accuracy, mean over sampled masks", percent=True, higher_is_better=True, plot=True
+        "accuracy, mean over sampled masks",
+        percent=True,
+        higher_is_better=True,
+        plot=True,
+        binomial=True,  # each sample's accuracy is on the split's images
     ),
     "sampled_accuracy_std": MetricSpec("std of accuracy over sampled masks", percent=True),
     "expected_sparsity": MetricSpec("expected sparsity 1 - mean sigmoid(s)", percent=True),

@@ -253,6 +253,11 @@ class EvaluationStage:
         level, `eval.dense_level`, makes the levels before it wait for it)."""
         return self.dense_level is None or self.run.rd.level_trained(self.dense_level)
 
+    @property
+    def eval_images(self) -> int:
+        """Images in the evaluated split."""
+        return self.inputs.loader.num_samples
+
     def summarize(self, records: list[LevelRecord]) -> dict[str, Any]:
         """Every selected summary of the evaluated `records` (all levels), by name."""
         from sparsify.evaluate.summary import SummaryInput
@@ -264,7 +269,7 @@ class EvaluationStage:
                 dense_level=self.dense_level,
                 specs=self.specs,
                 settings=settings_of(entry, self.cfg.eval),
-                eval_images=self.inputs.loader.num_samples,
+                eval_images=self.eval_images,
                 num_classes=self.data.num_classes,
             )
             out[entry.name] = entry.fn(inp)

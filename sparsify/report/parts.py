@@ -9,10 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparsify.analysis.intervals import format_wilson
 from sparsify.evaluate.base import Evaluator, MetricSpec
 from sparsify.records import LevelRecord, RunResults
 from sparsify.registry import Registry
-from sparsify.report.model import Figure, Section, Table
+from sparsify.report.model import Figure, Section, Table, Text
 from sparsify.report.plots import metric_vs_sparsity
 from sparsify.rundir import RunDir
 
@@ -70,11 +71,30 @@ def levels_table(inp: ReportInput) -> list[Section]:
             str(lv.level),
             _sparsity(lv),
             f"{lv.nonzero_params:,} / {lv.prunable_params:,}",
-            *(inp.specs[k].format(lv.metrics.get(k)) for k in keys),
+            *(_cell(inp, k, lv.metrics.get(k)) for k in keys),
         ]
         for lv in inp.records
     ]
-    return [Section("Levels", [Table(head, rows)])]
+    blocks: list = [Table(head, rows)]
+    n = inp.results.eval_images
+    if n and any(inp.specs[k].binomial for k in keys):
+        blocks.append(
+            Text(
+                f"Accuracies carry their Wilson 95% interval on the {n} {inp.results.split} "
+                f"images (one image is {100 / n:.2f} points): levels whose intervals overlap may "
+                "differ by test-set noise alone."
+            )
+        )
+    return [Section("Levels", blocks)]
+
+
+def _cell(inp: ReportInput, key: str, value: Any) -> str:
+    """A level's metric as the table shows it: accuracies with their Wilson interval."""
+    spec = inp.specs[key]
+    text = spec.format(value)
+    if spec.binomial and isinstance(value, float) and 0.0 <= value <= 1.0:
+        text += format_wilson(value, inp.results.eval_images)
+    return text
 
 
 @part("evaluators")
@@ -118,7 +138,9 @@ def figures(inp: ReportInput) -> list[Section]:
         title = f"{spec.label[:1].upper()}{spec.label[1:]} against sparsity"
         path = inp.rd.plot_path(name)
         r = inp.results
-        metric_vs_sparsity(inp.records, key, spec, inp.title, path, r.split, r.dense_level)
+        metric_vs_sparsity(
+            inp.records, key, spec, inp.title, path, r.split, r.dense_level, r.eval_images
+        )
         out.append(Section(title, [Figure(inp.rd.plot_path(name).name, title.lower())]))
     return out
 
