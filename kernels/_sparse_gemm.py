@@ -11,15 +11,20 @@ R = S = 1, so both ops share these two kernels:
   `tl.dot(X tile [BLOCK_P × B], block^T [B × B])`. Skipped blocks cost nothing; a block-row
   with no stored blocks writes the bias alone.
 - csr: program = (BLOCK_P output pixels) × (BLOCK_K output channels). The BLOCK_K rows step
-  through their nonzeros in lockstep (row k's t-th nonzero at step t, rows that ran out masked),
-  each step gathering one input column per channel and accumulating value × column; no tl.dot,
-  since single nonzeros have nothing for a tensor core to share.
+  through their nonzeros in lockstep, STEP at a time (row k's nonzeros t·STEP … t·STEP+STEP−1
+  at step t, rows that ran out masked), each step gathering STEP input columns per channel and
+  accumulating value × column; no tl.dot, since single nonzeros have nothing for a tensor core
+  to share.
 
 Accumulation is fp32 and the output has the input's dtype. fp32 dots use input_precision="ieee":
 the default on a GPU is tf32 (10-bit mantissa, ~1e-3 relative error), which would make a sparse
 fp32 layer disagree with its dense twin far beyond fp32 rounding; for fp16/bf16 operands the
-setting changes nothing. Block sizes come from a small host rule (`_bsr_config`), not autotuning,
-which the interpreter the CPU tests run under cannot do.
+setting changes nothing. Block sizes come from small host rules (`_bsr_config`, `_csr_config`),
+not autotuning, which the interpreter the CPU tests run under cannot do.
+
+Host cost per call is what bounds small layers (a GPU finishes them in a few µs): `plan` does the
+launch arithmetic once per input signature and the wrappers keep the result in the packed weight,
+so a repeated call is a dict lookup, one torch.empty and the Triton launch.
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ def _csr_kernel(x_ptr, crow_ptr, col_ptr, val_ptr, bias_ptr, out_ptr,
                 sxn, sxc, sxh, sxw, son, sok, sop, soq,
                 stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
                 R: tl.constexpr, S: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
-                HAS_BIAS: tl.constexpr):  # fmt: skip
+                STEP: tl.constexpr, HAS_BIAS: tl.constexpr):  # fmt: skip
     pid_p = tl.program_id(0)
     pid_k = tl.program_id(1)
     pix_ok, h0, w0, x_base, out_base = _pixels(
@@ -151,13 +156,23 @@ def _csr_kernel(x_ptr, crow_ptr, col_ptr, val_ptr, bias_ptr, out_ptr,
     start = tl.load(crow_ptr + ks, mask=k_ok, other=0)
     count = tl.load(crow_ptr + ks + 1, mask=k_ok, other=0) - start
     acc = tl.zeros((BLOCK_P, BLOCK_K), dtype=tl.float32)
-    for t in range(0, tl.max(count, axis=0)):
-        live = t < count
-        cols = tl.load(col_ptr + start + t, mask=live, other=0)
-        v = tl.load(val_ptr + start + t, mask=live, other=0.0).to(tl.float32)
-        x = _gather(x_ptr, x_base, h0, w0, pix_ok, cols, live, H, W, sxc, sxh, sxw,
-                    dil_h, dil_w, R, S)  # fmt: skip
-        acc += x.to(tl.float32) * v[None, :]
+    # STEP nonzeros of each row per iteration, as a third tile axis: [pixel, channel, step]
+    step = tl.arange(0, STEP)
+    pix3 = pix_ok[:, None, None]
+    h03, w03, base3 = h0[:, None, None], w0[:, None, None], x_base[:, None, None]
+    for t0 in range(0, tl.max(count, axis=0), STEP):
+        t = t0 + step[None, :]
+        live = t < count[:, None]  # [BLOCK_K, STEP]
+        at = start[:, None] + t
+        cols = tl.load(col_ptr + at, mask=live, other=0)
+        v = tl.load(val_ptr + at, mask=live, other=0.0).to(tl.float32)
+        c = cols // (R * S)
+        rs = cols % (R * S)
+        h = h03 + (rs // S * dil_h)[None, :, :]
+        w = w03 + (rs % S * dil_w)[None, :, :]
+        ok = pix3 & live[None, :, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        x = tl.load(x_ptr + base3 + (c * sxc)[None, :, :] + h * sxh + w * sxw, mask=ok, other=0.0)
+        acc += tl.sum(x.to(tl.float32) * v[None, :, :], axis=2)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)[None, :]
     ptrs = out_ptr + out_base[:, None] + (ks * sok)[None, :]
@@ -165,65 +180,117 @@ def _csr_kernel(x_ptr, crow_ptr, col_ptr, val_ptr, bias_ptr, out_ptr,
 
 
 def _pow2_at_least(n: int, floor: int) -> int:
-    return max(floor, triton.next_power_of_2(n))
+    """The smallest power of two >= max(n, floor) (plain Python: triton.next_power_of_2 is a
+    jit-wrapped function that costs microseconds per call on the host)."""
+    return max(floor, 1 << max(0, n - 1).bit_length())
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _bsr_config(b: int, itemsize: int, npq: int) -> tuple[int, int, int]:
     """(BLOCK_P, num_warps, num_stages) for bsr: the largest pixel tile <= 128 whose X tile and
-    weight block, double-buffered, fit in ~160 KiB of shared memory (a Hopper SM has 228), no
-    larger than the pixels there are, and at least 16 (the tl.dot minimum)."""
-    block_p, stages = 128, 2
+    weight block, times the pipeline stages, fit in ~160 KiB of shared memory (a Hopper SM has
+    228), no larger than the pixels there are, and at least 16 (the tl.dot minimum). Three
+    stages: each step of the block loop is a gather whose address depends on a loaded index, so
+    the loop is latency-bound and gains from more loads in flight."""
+    block_p, stages = 128, 3
     while block_p > 16 and stages * (block_p * b + b * b) * itemsize > 160 * 1024:
         block_p //= 2
     return min(block_p, _pow2_at_least(npq, 16)), (8 if b >= 64 else 4), stages
 
 
-def launch(
-    x: Tensor,
+def _csr_config(npq: int, k: int) -> tuple[int, int, int]:
+    """(BLOCK_P, BLOCK_K, STEP) for csr: 128 pixels (coalesced along a row of an NCHW image) × 8
+    channels, fewer when small; each loop step takes STEP nonzeros of every row at once, up to
+    8192 gathered inputs a step, so that many independent loads are in flight (one nonzero a
+    step made the loop a chain of dependent load latencies, ~1 µs each on an H200)."""
+    block_p, block_k = min(128, _pow2_at_least(npq, 16)), min(8, _pow2_at_least(k, 2))
+    step = max(1, min(8, 8192 // (block_p * block_k)))
+    return block_p, block_k, step
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything about one launch that depends only on the packed weight and the input's
+    shape, strides and dtype: computed once per input signature and kept in `packed.plans`.
+    `kernel` None: nothing to launch (no output pixel, or no stored entry: out = bias)."""
+
+    kernel: object
+    grid: tuple[int, int]
+    args: tuple[int, ...]
+    consts: dict
+
+
+def plan(
     x_strides: tuple[int, int, int, int],
-    out: Tensor,
     out_strides: tuple[int, int, int, int],
+    itemsize: int,
     packed: PackedWeight,
-    bias: Tensor | None,
+    has_bias: bool,
     g: Geometry,
-) -> None:
-    """Write the sparse implicit GEMM of `x` (strides in N, C, H, W order) with `packed` (+ bias)
-    into `out` (strides in N, K, P, Q order). Inputs are already validated by the caller."""
+) -> Plan:
+    """The launch of the sparse implicit GEMM for an input with `x_strides` (N, C, H, W order)
+    writing an output with `out_strides` (N, K, P, Q order); see `run`."""
     k, npq = packed.rows, g.n * g.p * g.q
-    if npq == 0:
-        return
-    if packed.stored == 0:  # nothing stored: no value buffer to hand a kernel, output = bias
-        if bias is None:
-            out.zero_()
-        else:
-            out.copy_((bias.view(1, k, 1, 1) if out.dim() == 4 else bias).expand_as(out))
-        return
-    bias_arg = bias if bias is not None else packed.values  # never read when HAS_BIAS is False
-    common = (
-        *x_strides, *out_strides, *g.stride, *g.padding, *g.dilation,
-    )  # fmt: skip
+    if npq == 0 or packed.stored == 0:
+        return Plan(None, (0, 0), (), {})
+    common = (*x_strides, *out_strides, *g.stride, *g.padding, *g.dilation)
     if packed.layout == "bsr":
         b = packed.block
-        block_p, warps, stages = _bsr_config(b, x.element_size(), npq)
+        block_p, warps, stages = _bsr_config(b, itemsize, npq)
         assert_arange(block_p, b)
         assert_dot(block_p, b, b)
-        grid = (triton.cdiv(npq, block_p), triton.cdiv(k, b))
-        with on_device(x):
-            _bsr_kernel[grid](
-                x, packed.crow, packed.col, packed.values, bias_arg, out,
-                npq, g.p * g.q, g.q, k, packed.cols, g.h, g.w, *common,
-                R=g.r, S=g.s, B=b, BLOCK_P=block_p, HAS_BIAS=bias is not None,
-                num_warps=warps, num_stages=stages,
-            )  # fmt: skip
-        return
-    # csr: 128 pixels (coalesced along a row of an NCHW image) × 8 channels, fewer when small
-    block_p, block_k = min(128, _pow2_at_least(npq, 16)), min(8, _pow2_at_least(k, 2))
-    assert_arange(block_p, block_k)
-    grid = (triton.cdiv(npq, block_p), triton.cdiv(k, block_k))
-    with on_device(x):
-        _csr_kernel[grid](
-            x, packed.crow, packed.col, packed.values, bias_arg, out,
-            npq, g.p * g.q, g.q, k, g.h, g.w, *common,
-            R=g.r, S=g.s, BLOCK_P=block_p, BLOCK_K=block_k, HAS_BIAS=bias is not None,
-            num_warps=4,
+        return Plan(
+            _bsr_kernel,
+            (_cdiv(npq, block_p), _cdiv(k, b)),
+            (npq, g.p * g.q, g.q, k, packed.cols, g.h, g.w, *common),
+            dict(R=g.r, S=g.s, B=b, BLOCK_P=block_p, HAS_BIAS=has_bias,
+                 num_warps=warps, num_stages=stages),
         )  # fmt: skip
+    block_p, block_k, step = _csr_config(npq, k)
+    assert_arange(block_p, block_k, step)
+    return Plan(
+        _csr_kernel,
+        (_cdiv(npq, block_p), _cdiv(k, block_k)),
+        (npq, g.p * g.q, g.q, k, g.h, g.w, *common),
+        dict(R=g.r, S=g.s, BLOCK_P=block_p, BLOCK_K=block_k, STEP=step, HAS_BIAS=has_bias,
+             num_warps=4),
+    )  # fmt: skip
+
+
+def run(p: Plan, x: Tensor, out: Tensor, packed: PackedWeight, bias: Tensor | None) -> None:
+    """Write the GEMM of `x` with `packed` (+ bias) into `out` as planned by `plan` for these
+    shapes and strides. Inputs are already validated by the caller."""
+    if p.kernel is None:
+        if out.numel() == 0:
+            return
+        if bias is None:  # nothing stored: no value buffer to hand a kernel, output = bias
+            out.zero_()
+        else:
+            out.copy_((bias.view(1, -1, 1, 1) if out.dim() == 4 else bias).expand_as(out))
+        return
+    bias_arg = bias if bias is not None else packed.values  # never read when HAS_BIAS is False
+    with on_device(x):
+        p.kernel[p.grid](
+            x, packed.crow, packed.col, packed.values, bias_arg, out, *p.args, **p.consts
+        )
+
+
+# plans kept per packed weight; past this many input signatures the oldest go (a model fed
+# ever-changing shapes must not grow without bound)
+MAX_PLANS = 64
+
+
+def remember(packed: PackedWeight, key: object, value: object) -> None:
+    """Keep `value` under `key` in packed.plans, dropping the oldest entry when full."""
+    plans = packed.plans
+    if len(plans) >= MAX_PLANS:
+        del plans[next(iter(plans))]
+    plans[key] = value
+
+
+def bias_key(bias: Tensor | None) -> tuple | None:
+    """What of `bias` a cached plan depends on (and was validated for)."""
+    return None if bias is None else (bias.shape, bias.dtype, bias.device)

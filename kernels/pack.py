@@ -22,7 +22,7 @@ device. Packing is a one-off host-side step done with torch ops, not a kernel.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,10 @@ class PackedWeight:
     col: Tensor
     values: Tensor
     nnz: int
+    # launch plans of the kernels, per input signature (kernels/_sparse_gemm.py): they depend
+    # only on this weight and the input's shape and strides, so a repeated call skips the host
+    # arithmetic. Not an init field: dataclasses.replace() and to() start with an empty one.
+    plans: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._sparse_gemm import Geometry, check_operands, launch
+from ._rules import check_device
+from ._sparse_gemm import Geometry, bias_key, check_operands, plan, remember, run
 from .pack import PackedWeight
 
 IntPair = int | tuple[int, int]
@@ -43,6 +44,18 @@ def sparse_conv2d(
     Returns (N, K, P, Q), P = (H + 2·pad_h − dil_h·(R−1) − 1) // stride_h + 1 (Q alike), in
     input's dtype (fp32 accumulation), channels-last if input is, else contiguous NCHW.
     """
+    try:  # the signature of this call; a repeat finds its validated plan in the packed weight
+        key = (input.shape, input.stride(), input.dtype, input.device, bias_key(bias),
+               stride, padding, dilation)  # fmt: skip
+        cached = packed.plans.get(key)
+    except (AttributeError, TypeError):  # not tensors, or unhashable arguments: no fast path
+        key, cached = None, None
+    if cached is not None:
+        check_device(input)  # depends on the environment (TRITON_INTERPRET), not the signature
+        shape, fmt, p = cached
+        out = torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+        run(p, input, out, packed, bias)
+        return out
     check_operands(input, packed, bias, "sparse_conv2d")
     if len(packed.shape) != 4:
         raise ValueError(
@@ -68,5 +81,9 @@ def sparse_conv2d(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty(n, k, p, q, dtype=input.dtype, device=input.device, memory_format=fmt)
     g = Geometry(n=n, h=h, w=w, p=p, q=q, r=r, s=s, stride=st, padding=pad, dilation=dil)
-    launch(input, tuple(input.stride()), out, tuple(out.stride()), packed, bias, g)
+    planned = plan(tuple(input.stride()), tuple(out.stride()), input.element_size(), packed,
+                   bias is not None, g)  # fmt: skip
+    if key is not None:
+        remember(packed, key, ((n, k, p, q), fmt, planned))
+    run(planned, input, out, packed, bias)
     return out

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._sparse_gemm import Geometry, check_operands, launch
+from ._rules import check_device
+from ._sparse_gemm import Geometry, bias_key, check_operands, plan, remember, run
 from .pack import PackedWeight
 
 
@@ -19,6 +20,18 @@ def sparse_linear(input: Tensor, packed: PackedWeight, bias: Tensor | None = Non
     input: (..., C), any leading dims and strides; packed: from pack() of a (K, C) weight;
     bias: (K,) or None. Returns (..., K) in input's dtype (fp32 accumulation), contiguous.
     """
+    try:  # the signature of this call; a repeat finds its validated plan in the packed weight
+        key = (input.shape, input.stride(), input.dtype, input.device, bias_key(bias))
+        cached = packed.plans.get(key)
+    except (AttributeError, TypeError):  # not tensors: the checks below say what is wrong
+        key, cached = None, None
+    if cached is not None:
+        check_device(input)  # depends on the environment (TRITON_INTERPRET), not the signature
+        rows_n, p = cached
+        rows = input.reshape(rows_n, packed.cols)
+        out = torch.empty(rows_n, packed.rows, dtype=input.dtype, device=input.device)
+        run(p, rows, out, packed, bias)
+        return out.view(*input.shape[:-1], packed.rows)
     check_operands(input, packed, bias, "sparse_linear")
     if len(packed.shape) != 2:
         raise ValueError(
@@ -32,5 +45,9 @@ def sparse_linear(input: Tensor, packed: PackedWeight, bias: Tensor | None = Non
     out = torch.empty(rows.shape[0], k, dtype=input.dtype, device=input.device)
     g = Geometry(n=rows.shape[0], h=1, w=1, p=1, q=1, r=1, s=1)
     x_strides = (rows.stride(0), rows.stride(1), 0, 0)
-    launch(rows, x_strides, out, (out.stride(0), out.stride(1), 0, 0), packed, bias, g)
+    out_strides = (out.stride(0), out.stride(1), 0, 0)
+    planned = plan(x_strides, out_strides, input.element_size(), packed, bias is not None, g)
+    if key is not None:
+        remember(packed, key, (rows.shape[0], planned))
+    run(planned, rows, out, packed, bias)
     return out.view(*input.shape[:-1], k)

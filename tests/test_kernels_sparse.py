@@ -321,6 +321,62 @@ def test_kernels_reject_bad_input(monkeypatch):
             sparse_conv2d(x, conv)
 
 
+@pytest.mark.parametrize(("layout", "block"), [("bsr", 16), ("csr", 16)], ids=["bsr", "csr"])
+def test_a_repeated_call_reuses_its_plan_and_a_new_signature_gets_its_own(layout, block):
+    """The launch plan kept in the packed weight (one per input shape, strides, dtype and bias)
+    gives the same output on a repeat, and a call that differs in any of them is planned anew
+    and exact; a copied or moved packed weight starts without plans."""
+    g = _gen(11)
+    w = torch.randn(12, 5, 3, 3, generator=g)
+    m = _mask(tuple(w.shape), 0.6, "unstructured", block, 11)
+    packed = pack(w.to(DEVICE), m.to(DEVICE), layout, block)
+    dense = torch.where(m, w, 0).double()
+    b = torch.randn(12, generator=g)
+    x = torch.randn(2, 5, 6, 6, generator=g)
+
+    def check(x, bias, **conv):
+        out = sparse_conv2d(x.to(DEVICE), packed, None if bias is None else bias.to(DEVICE), **conv)
+        bd = None if bias is None else bias.double()
+        ref = F.conv2d(x.double(), dense, bd, **conv)
+        mag = F.conv2d(x.double().abs(), dense.abs(), None if bd is None else bd.abs(), **conv)
+        _assert_close(out, ref, mag, 45, torch.float32)
+        return out
+
+    first = check(x, b, padding=1)
+    assert len(packed.plans) == 1
+    assert torch.equal(check(x, b, padding=1), first) and len(packed.plans) == 1
+    check(x[:1], b, padding=1)  # another batch
+    check(x, None, padding=1)  # no bias
+    check(x, b, padding=1, stride=2)  # another geometry
+    check(x.to(memory_format=torch.channels_last), b, padding=1)  # other strides
+    assert len(packed.plans) == 5
+    assert dataclasses.replace(packed).plans == {} and packed.to(DEVICE).plans == {}
+
+    lin = pack(w.flatten(1).to(DEVICE), m.flatten(1).to(DEVICE), layout, block)
+    xs = torch.randn(3, 45, generator=g)
+    for rows in (xs, xs, xs[:2], xs.t().contiguous().t()):  # a repeat, fewer rows, column-major
+        out = sparse_linear(rows.to(DEVICE), lin, b.to(DEVICE))
+        ref = F.linear(rows.double(), dense.flatten(1), b.double())
+        mag = F.linear(rows.double().abs(), dense.flatten(1).abs(), b.double().abs())
+        _assert_close(out, ref, mag, 45, torch.float32)
+    assert len(lin.plans) == 3
+
+
+def test_plans_are_bounded_and_a_cached_call_still_checks_the_device(monkeypatch):
+    from sparsify.kernels import _sparse_gemm
+
+    monkeypatch.setattr(_sparse_gemm, "MAX_PLANS", 3)
+    lin = pack(torch.randn(4, 6).to(DEVICE))
+    for n in range(1, 7):
+        sparse_linear(torch.randn(n, 6).to(DEVICE), lin)
+        assert len(lin.plans) == min(n, 3)
+    assert sorted(key[0][0] for key in lin.plans) == [4, 5, 6]  # the oldest went first
+    if DEVICE == "cpu":  # a plan made under the interpreter must not let a CPU tensor through
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(ValueError, match="CUDA"):
+            sparse_linear(torch.randn(6, 6), lin)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.skipif(interpreting(), reason="bf16 and big tiles need TRITON_INTERPRET=0")
