@@ -9,6 +9,7 @@ Evaluators whose results a level already holds are not run again.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from sparsify.rundir import RunDir, check_state
 from sparsify.runview import RunView
 from sparsify.seeding import FRESH_INIT, METHOD_STREAM, seeded_generator
 from sparsify.sparsity import prunable_weights
+from sparsify.sparsity.gradient import init_gradient
 from sparsify.tracking import Tracker
 from sparsify.training.loop import cpu_state
 from sparsify.training.optim import LRSchedule
@@ -100,6 +102,9 @@ def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
         snapshot=view.snapshot,
         seed=cfg.seed,
         fresh_init=lambda key: _fresh_init(cfg, build, key),
+        init_gradient=functools.cache(
+            lambda count: init_gradient(build, init, prunable, data.train, count)
+        ),
     )
     method.check(ctx)
     chosen = cfg.eval.get("dense_level")

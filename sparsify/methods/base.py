@@ -58,6 +58,9 @@ class Context:
     snapshot: Callable[[int, str], StateDict]  # (level, name) -> weights saved during that level
     seed: int = 0  # the run's seed, for methods' own random draws
     fresh_init: Callable[[int], StateDict] | None = None  # key -> another initialisation
+    # images -> the loss gradient at init per prunable weight, on that many training images
+    # (sparsity/gradient.py; the snip and grad criteria)
+    init_gradient: Callable[[int], StateDict] | None = None
 
     def generator(self, *keys: int) -> torch.Generator:
         """A generator seeded by (run seed, *keys): the same draws on every resume."""

@@ -22,6 +22,7 @@ from sparsify.sparsity.criteria import CRITERIA
 class MagnitudeConfig(ScoredPruneConfig):
     sparsity: float = 0.9  # fraction of prunable weights set to zero, in [0, 1)
     criterion: str = "large_final"  # mask criterion (Zhou et al. 2019), see sparsity/criteria.py
+    gradient_batch: int = 100  # snip, grad: training images of the gradient at init (Zhou: 100)
     finetune: str = "10ep"  # fine-tuning budget after pruning
     finetune_lr: Optional[float] = None  # fixed lr of the fine-tuning; None = the schedule's last
 
@@ -31,6 +32,7 @@ class MagnitudeConfig(ScoredPruneConfig):
         super().check()
         check_range("prune.sparsity", self.sparsity, 0.0, 1.0)
         check_choice("prune.criterion", self.criterion, CRITERIA)
+        check_range("prune.gradient_batch", self.gradient_batch, 1, None)
         check_step(self.finetune, "prune.finetune")
         if self.finetune_lr is not None:
             check_range("prune.finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)

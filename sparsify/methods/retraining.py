@@ -33,7 +33,7 @@ from sparsify.methods.base import Context, LevelPlan, Method, prune_by
 from sparsify.methods.restart import restart_weights
 from sparsify.seeding import MASK_DRAWS, RESTART_DRAWS, TIE_DRAWS
 from sparsify.sparsity.allocation import openlth_mask, prune_mask, zhou_pruned
-from sparsify.sparsity.criteria import CRITERIA, criterion_scores
+from sparsify.sparsity.criteria import CRITERIA, GRADIENT_CRITERIA, criterion_scores
 from sparsify.sparsity.mask import Mask
 from sparsify.training.loop import MaskChange, MaskSchedule, Segment
 
@@ -57,6 +57,7 @@ class RetrainingConfig(ScoredPruneConfig):
     levels: int = 8  # iterative: pruning levels after the dense level 0
     rewind: str = "0it"  # step k: weights (lth, wr) or schedule (lrr) rewound to; '0it' = init
     criterion: str = "large_final"  # mask criterion (Zhou et al. 2019), see sparsity/criteria.py
+    gradient_batch: int = 100  # snip, grad: training images of the gradient at init (Zhou: 100)
     restart: str = (
         "rewind"  # what survivors restart from: rewind, reinit, reshuffle, signed_constant
     )
@@ -88,6 +89,7 @@ class RetrainingConfig(ScoredPruneConfig):
         check_range("prune.rate", self.rate, 0.0, 1.0, lo_open=True)
         check_range("prune.levels", self.levels, 0, None)
         check_choice("prune.criterion", self.criterion, CRITERIA)
+        check_range("prune.gradient_batch", self.gradient_batch, 1, None)
         check_choice("prune.restart", self.restart, RESTARTS)
         check_step(self.rewind, "prune.rewind")
         check_choice("prune.optimizer_state", self.optimizer_state, ("fresh", "carry"))
@@ -222,6 +224,13 @@ class Retraining(Method):
     def ties(self) -> str:
         return getattr(self.cfg, "ties", "position")
 
+    def gradient(self, ctx: Context) -> dict[str, Tensor] | None:
+        """The loss gradient at initialisation when the criterion scores it (snip, grad)."""
+        if self.cfg.criterion not in GRADIENT_CRITERIA:
+            return None
+        assert ctx.init_gradient is not None, f"prune.criterion={self.cfg.criterion} needs it"
+        return ctx.init_gradient(self.cfg.gradient_batch)
+
     def layer_rates(self) -> dict[str, float]:
         return getattr(self.cfg, "layer_rates", {})
 
@@ -268,6 +277,7 @@ class Retraining(Method):
             ctx.prunable_part(ctx.final(level - 1)),
             ctx.generator(MASK_DRAWS, level),
             mask=previous,
+            gradient=self.gradient(ctx),
         )
         ties = ctx.generator(TIE_DRAWS, level) if self.ties() == "random" else None
         plain = not (self.counts_excluded() or self.threshold() != "exact" or self.layer_rates())

@@ -16,6 +16,11 @@ its value at the end of the previous level's training.
 - <base>_same_sign        for base large_final or magnitude_increase: the base score where
                           sign(w_f) = sign(w_i), 0 where the sign changed
 - <base>_diff_sign        the base score where the sign changed, 0 where it did not
+- snip                    |g · w_i|, g the gradient of the loss at initialisation (the dense
+                          network, one batch of training images): SNIP's connection
+                          sensitivity (Lee, Ajanthan & Torr 2019), as Zhou et al.'s
+                          get_weight_init.py computes it
+- grad                    |g|, the same gradient alone
 - random                  uniform noise from a seeded generator
 
 The sign variants are those of Zhou et al.'s get_weight_init.py: the other weights' scores are
@@ -43,8 +48,12 @@ CRITERIA = (
     "large_final_diff_sign",
     "magnitude_increase_same_sign",
     "magnitude_increase_diff_sign",
+    "snip",
+    "grad",
     "random",
 )
+# criteria that read the gradient at initialisation (Context.init_gradient)
+GRADIENT_CRITERIA = ("snip", "grad")
 SIGN_SUFFIXES = ("_same_sign", "_diff_sign")
 
 
@@ -71,10 +80,20 @@ def criterion_scores(
     final: Mapping[str, Tensor],
     generator: torch.Generator | None = None,
     mask: Mapping[str, Tensor] | None = None,
+    gradient: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Scores (float32, CPU, the weights' shapes) for the weights named in `final`; `mask` (the
-    weights still alive) lets rank-based criteria rank the live weights only."""
+    weights still alive) lets rank-based criteria rank the live weights only; `gradient` (the
+    loss gradient at initialisation, per weight) is what snip and grad read."""
     assert criterion in CRITERIA, criterion
+    if criterion in GRADIENT_CRITERIA:
+        assert gradient is not None, f"criterion {criterion} needs the gradient at init"
+        out = {}
+        for name in final:
+            g = gradient[name].detach().float().cpu()
+            wi = init[name].detach().float().cpu()
+            out[name] = (g * wi).abs() if criterion == "snip" else g.abs()
+        return out
     base, variant = criterion, ""
     for suffix in SIGN_SUFFIXES:
         if criterion.endswith(suffix):
