@@ -3,6 +3,7 @@ validate it, run it. User errors end in one line on stderr and exit status 2, no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -25,22 +26,65 @@ def _remove_if_empty(run_dir: Path) -> None:
         path = path.parent
 
 
+def _in_sweep(hc) -> bool:
+    """Whether this is a job of a `-m` sweep (under any launcher, in any process)."""
+    from hydra.types import RunMode
+
+    return hc.mode == RunMode.MULTIRUN
+
+
+@contextlib.contextmanager
+def _own_gpu(cfg: DictConfig, hc, sweep_dir: Path | None):
+    """A sweep job with device=auto on a machine with several GPUs trains on one it claimed
+    (sparsify/gpus.py), so jobs that a launcher runs side by side do not share GPU 0."""
+    import torch
+
+    if sweep_dir is None or cfg.device != "auto" or not torch.cuda.is_available():
+        yield
+        return
+    from sparsify.gpus import claimed_gpu
+
+    with claimed_gpu(sweep_dir, torch.cuda.device_count(), int(hc.job.num)) as index:
+        if index is not None:
+            torch.cuda.set_device(index)  # device=auto's "cuda" is now this GPU
+        yield
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from sparsify.errors import UserError, exit_with
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    sweep_dir = Path(str(hc.sweep.dir)) if _in_sweep(hc) else None
+    if sweep_dir is not None:  # a launcher's job process never ran main()
+        from sparsify.allocator import keep_freed_memory
+
+        keep_freed_memory()
     try:
         from sparsify.run import run
         from sparsify.validate import validate
 
         validate(cfg)
-        run(cfg, run_dir)
+        with _own_gpu(cfg, hc, sweep_dir):
+            run(cfg, run_dir)
     except UserError as e:
         _remove_if_empty(run_dir)
-        exit_with(e)
+        if sweep_dir is None:
+            exit_with(e)
+        # a sweep job: say so, record it and let the other jobs run (sweep/failures.py)
+        from sparsify.sweep.failures import record_failure
+
+        overrides = list(hc.overrides.task)
+        print(f"sparsify: error: in the sweep job {' '.join(overrides)}: {e}", file=sys.stderr)
+        record_failure(sweep_dir, run_dir.name, overrides, str(e))
+        return
+    if sweep_dir is not None:
+        from sparsify.sweep.failures import clear_failure
+
+        clear_failure(sweep_dir, run_dir.name)
     from sparsify.rundir import RunDir
 
     rd = RunDir(run_dir)

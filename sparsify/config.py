@@ -178,9 +178,9 @@ def register_configs() -> None:
     conf/config.yaml) and each method's prune schema as `schema/prune/<name>` (listed first in
     conf/prune/<name>.yaml)."""
     from sparsify.methods import METHODS
+    from sparsify.schema import current
 
     cs = ConfigStore.instance()
-    schema = make_dataclass("Schema", [("eval", eval_schema(), MISSING)], bases=(Config,))
-    cs.store(name="sparsify_schema", node=schema)
+    cs.store(name="sparsify_schema", node=current())
     for name in METHODS.names():
         cs.store(group="schema/prune", name=name, node=METHODS.get(name).config_class)

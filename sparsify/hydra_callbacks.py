@@ -3,7 +3,9 @@
 A single run is validated in `on_run_start`, before its run directory exists. A sweep (`-m`) is
 expanded into its jobs and every job's config is validated in `on_multirun_start`, before the
 first job runs and before Hydra writes multirun.yaml: a bad value in the third job must not let
-the first two run. Checks that need the data (missing files) still happen when a job starts.
+the first two run. Checks that need the data (missing files) still happen when a job starts;
+such a job records its message and the sweep goes on (sweep/failures.py), and `on_multirun_end`
+writes the sweep report, then lists the failed jobs and exits with status 2.
 """
 
 from __future__ import annotations
@@ -91,10 +93,23 @@ class ValidateFirst(Callback):
             return
         from sparsify.errors import UserError
         from sparsify.sweep.__main__ import write_sweep_report
+        from sparsify.sweep.failures import failed_jobs
 
         try:
             path = write_sweep_report([manifest.folder], manifest.folder)
+            print(f"sweep report: {path}\n              {path.with_suffix('.html')}")
         except UserError as e:
             print(f"sparsify: no sweep report: {e}", file=sys.stderr)
-            return
-        print(f"sweep report: {path}\n              {path.with_suffix('.html')}")
+        failed = failed_jobs(manifest)
+        if failed:
+            print(
+                f"sparsify: {len(failed)} of {len(manifest.jobs)} sweep jobs failed:",
+                file=sys.stderr,
+            )
+            for job, message in failed:
+                print(f"  {' '.join(job.overrides)}: {message}", file=sys.stderr)
+            print(
+                "sparsify: fix them and run the same command again: finished jobs are skipped",
+                file=sys.stderr,
+            )
+            sys.exit(2)

@@ -46,6 +46,11 @@ def test_wheel_ships_configs_and_kernels_inside_the_package(wheel):
     assert "sparsify/conf/config.yaml" in shipped
     assert [n for n in shipped if n not in names] == []
     assert "sparsify/kernels/__init__.py" in names
+    # every module of the sparsify package, so a new subpackage cannot be left out either
+    modules = sorted(
+        f"sparsify/{p.relative_to(ROOT / 'sparsify')}" for p in (ROOT / "sparsify").rglob("*.py")
+    )
+    assert [m for m in modules if m not in names] == []
     # never a top-level `kernels` (another PyPI package) or `conf`
     assert not any(n.startswith(("kernels/", "conf/")) for n in names)
 

@@ -37,6 +37,16 @@ class GMPConfig(ScoredPruneConfig):
         check_range("prune.initial_sparsity", self.initial_sparsity, 0.0, 1.0)
         for key in ("start", "stop", "frequency"):
             check_step(getattr(self, key), f"prune.{key}")
+        # checked with the config (before any sweep job starts), not in the run: no data needed
+        if not 0.0 <= self.initial_sparsity <= self.sparsity:
+            raise UserError(
+                f"prune.initial_sparsity={self.initial_sparsity} must lie in "
+                f"[0, prune.sparsity={self.sparsity}]"
+            )
+        if self.granularity == "nm":
+            raise UserError(
+                "gmp raises sparsity gradually; prune.granularity=nm fixes it at 1 - n/m"
+            )
 
 
 @METHODS.register("gmp")
@@ -66,15 +76,6 @@ class GradualMagnitude(Method):
             )
         if ctx.steps(self.cfg.frequency, "prune.frequency") < 1:
             raise UserError("prune.frequency must be at least '1it'")
-        if not 0.0 <= self.cfg.initial_sparsity <= self.cfg.sparsity:
-            raise UserError(
-                f"prune.initial_sparsity={self.cfg.initial_sparsity} must lie in "
-                f"[0, prune.sparsity={self.cfg.sparsity}]"
-            )
-        if self.cfg.granularity == "nm":
-            raise UserError(
-                "gmp raises sparsity gradually; prune.granularity=nm fixes it at 1 - n/m"
-            )
 
     def plan(self, level: int, ctx: Context) -> LevelPlan:
         assert level == 0

@@ -25,6 +25,7 @@ from sparsify.errors import UserError
 from sparsify.identity import run_name, study_key, training_identity
 from sparsify.records import RunResults
 from sparsify.rundir import RunDir
+from sparsify.sweep.failures import read_failure
 from sparsify.sweep.manifest import MANIFEST, Manifest, manifests_under, read_manifest
 
 # the settings along the sweep report's x-axis: runs differing only in these (and the seed)
@@ -113,7 +114,9 @@ def collect_sweep(paths: list[Path], vary: list[str] = ()) -> Sweep:
         if keep is not None and name not in keep:
             continue
         if not rd.results_path.exists():
-            missing.append((str(path), "no results.json: unfinished or failed"))
+            failure = read_failure(path.parent, path.name)
+            why = f"failed: {failure}" if failure else "no results.json: unfinished or failed"
+            missing.append((str(path), why))
             continue
         results = rd.load_results()
         run = SweepRun(path, results, config, training_identity(config))
@@ -126,9 +129,9 @@ def collect_sweep(paths: list[Path], vary: list[str] = ()) -> Sweep:
     for m in manifests:
         for job in m.jobs:
             if job.run not in found and job.run not in seen:
-                missing.append(
-                    (job.run, f"sweep {m.name}: never started ({' '.join(job.overrides)})")
-                )
+                failure = read_failure(m.sweep_dir, job.run)
+                why = f"failed: {failure}" if failure else "never started"
+                missing.append((job.run, f"sweep {m.name}: {why} ({' '.join(job.overrides)})"))
                 found.add(job.run)
     if not runs:
         where = ", ".join(map(str, paths))

@@ -54,6 +54,10 @@ def _cell(point: Point, key: str, spec: Any, images: Optional[int]) -> str:
     return f"{text}, n={stats['n']}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _images(sweep: Sweep) -> Optional[int]:
     images = [r.results.eval_images for r in sweep.runs if r.results.eval_images]
     return min(images) if images else None
@@ -193,8 +197,8 @@ def build(sweep: Sweep, out: Path, title: str) -> dict[str, Any]:
     seeds = sorted({r.results.seed for r in sweep.runs})
     intro = [
         Text(
-            f"{len(sweep.runs)} finished runs in {len(series)} series "
-            f"({sum(len(s.studies) for s in series)} groups of seeds), seeds "
+            f"{_count(len(sweep.runs), 'finished run')} in {len(series)} series "
+            f"({_count(sum(len(s.studies) for s in series), 'group')} of seeds), seeds "
             f"{', '.join(map(str, seeds))}, evaluated on the `{split}` split"
             + (f" ({images} images: one image is {100 / images:.2f} points)." if images else ".")
         ),
