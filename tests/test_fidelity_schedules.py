@@ -280,6 +280,25 @@ def test_acdc_threshold_acdc_cuts_both_the_compressed_phases_and_the_final_mask(
     assert sum(int(m.sum()) for m in exact.values()) == 27_090
 
 
+def test_the_acdc_experiment_alternates_and_resets_momentum_at_the_authors_epochs():
+    """IST-DASLab/ACDC @ ac53210, its ResNet-50 recipe: dense until epoch 10, then 5 compressed
+    and 5 decompressed epochs in turn, the momentum zeroed at every decompression (15, 25, ...,
+    75), decompressed from 75 to 85 and compressed for the last 15 epochs (85-100). One
+    iteration per epoch here, so iterations read as epochs."""
+    cfg = compose(["experiment=acdc_resnet50_imagenet"]).prune
+    method = METHODS.get("acdc")(cfg)
+    ctx = _ctx({"w": torch.rand(20, 20, generator=torch.Generator().manual_seed(0))}, 1, 100)
+    compressed = [10, 20, 30, 40, 50, 60, 70, 85]
+    decompressed = [15, 25, 35, 45, 55, 65, 75]
+    expected = sorted([(e, True) for e in compressed] + [(e, False) for e in decompressed])
+    assert method.phases(ctx) == expected
+    schedule = method.plan(0, ctx).segment.mask_schedule
+    live, dense = {"w": torch.rand(20, 20)}, Mask.ones_like({"w": torch.ones(20, 20)})
+    resets = [e for e in range(100) if (c := schedule(e, live, dense)) and c.reset_momentum]
+    assert resets == decompressed
+    assert method.plan(1, ctx).segment.start == 85
+
+
 # --- Renda et al.'s TF boundaries -------------------------------------------------------------
 
 
