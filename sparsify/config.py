@@ -129,10 +129,12 @@ class LoggerConfig:
     name: str = "none"  # none or wandb (the local log.jsonl is always written)
     project: str = "sparsify"
     entity: Optional[str] = None
-    group: Optional[str] = None
+    group: Optional[str] = None  # None: the sweep's name in a -m sweep, else no group
+    job_type: Optional[str] = None  # None: the method (prune.name)
     tags: list[str] = field(default_factory=list)
     mode: str = "online"  # wandb mode: online, offline, disabled
     log_every: int = 1  # train metrics every this many iterations (each costs a GPU sync)
+    artifacts: bool = False  # every level's mask.pt and final.pt as one wandb Artifact
 
 
 @dataclass

@@ -10,12 +10,15 @@ writes the sweep report, then lists the failed jobs and exits with status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from sparsify.tracking import SWEEP_ENV
 
 # The nearest ancestor of the run directory that existed before Hydra created it: folders below
 # it that are still empty when a run fails were made for that run and are removed again.
@@ -85,12 +88,19 @@ class ValidateFirst(Callback):
             jobs,
             methods,
         )
+        # the jobs' default wandb group, inherited by jobs that launchers start elsewhere
+        self._previous_sweep_env = os.environ.get(SWEEP_ENV)
+        os.environ[SWEEP_ENV] = self.manifest.name
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """The sweep report of the jobs this command ran, beside its manifest."""
         manifest = getattr(self, "manifest", None)
         if manifest is None:
             return
+        if self._previous_sweep_env is None:
+            os.environ.pop(SWEEP_ENV, None)
+        else:
+            os.environ[SWEEP_ENV] = self._previous_sweep_env
         from sparsify.errors import UserError
         from sparsify.sweep.__main__ import write_sweep_report
         from sparsify.sweep.failures import failed_jobs

@@ -254,8 +254,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     tracker.console(level_line(record, stage, n_levels))
                 records.append(record)
             waiting = []
-        results = publish(rd, config, stage, records).to_json()
+        published = publish(rd, config, stage, records)
+        tracker.log_results(published)
         ok = True
-        return results
+        return published.to_json()
     finally:
         tracker.finish(ok)

@@ -2,9 +2,14 @@
 `logger=wandb`; and the console lines a person watches (epochs, levels), printed so that they
 never break a progress bar.
 
-wandb layout: the resolved config once (wandb's config); train metrics under `train/*` against
+wandb layout: the resolved config once, flattened (`prune.rate`, ...: wandb's config, so its
+parallel coordinates and grouping reach every key); train metrics under `train/*` against
 `train/global_step` (iterations summed over levels); one summary per level under `level/*` against
-`level/sparsity`, so dashboards plot metrics over sparsity. wandb's files go to `<run_dir>/wandb/`.
+`level/sparsity`, so dashboards plot metrics over sparsity; at the end the levels table, the
+report's plots and the run summary (wandb_results.py). The run's display name says method, model,
+data, target and seed; its group is the sweep's name in a `-m` sweep (the environment variable
+SWEEP_ENV, set for the jobs by the sweep's callback), its job type the method. wandb's files go to
+`<run_dir>/wandb/`.
 
 The wandb run id is `<config hash>-<random>`, chosen when a run directory first starts and kept in
 its `start` event in log.jsonl: re-running in the same directory (a resume) continues the same
@@ -17,6 +22,7 @@ one wandb run, even if an earlier run in the process was left open.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from pathlib import Path
@@ -26,11 +32,14 @@ from tqdm import tqdm
 
 from sparsify.config import LoggerConfig
 from sparsify.errors import UserError
-from sparsify.records import LevelRecord
+from sparsify.records import LevelRecord, RunResults
 from sparsify.rundir import RunDir
 
 LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
+# the name of the -m sweep a job belongs to (hydra_callbacks.py sets it before the jobs start,
+# so jobs in other processes inherit it): the default wandb group
+SWEEP_ENV = "SPARSIFY_SWEEP"
 
 
 class Tracker:
@@ -55,9 +64,10 @@ class Tracker:
         self._wandb: Optional[Any] = None
         log_path = rd.log_path
         start: dict[str, Any] = {"event": "start"}
+        self._rd, self._name = rd, run_name
         if cfg.name == "wandb":
             start["wandb_id"] = _previous_wandb_id(log_path) or f"{run_id}-{secrets.token_hex(4)}"
-            self._wandb = _start_wandb(rd.path, cfg, config, start["wandb_id"], run_name)
+            self._wandb = _start_wandb(rd.path, cfg, config, start["wandb_id"])
         try:
             self._log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
         except BaseException:
@@ -102,6 +112,15 @@ class Tracker:
         values.update({f"level/{k}": v for k, v in record.metrics.items()})
         self._wandb.log(values)
 
+    def log_results(self, results: RunResults) -> None:
+        """The finished run: levels table, report plots, summary and artifacts on wandb."""
+        if self._wandb is None:
+            return
+        from sparsify.wandb_results import publish
+
+        artifacts = bool(getattr(self.cfg, "artifacts", False))
+        publish(self._wandb, results, self._rd, artifacts, self._name)
+
     @staticmethod
     def console(line: str) -> None:
         """One line for the person watching, above any progress bar."""
@@ -142,23 +161,26 @@ def _previous_wandb_id(log_path: Path) -> Optional[str]:
     return found
 
 
-def _start_wandb(
-    run_dir: Path, cfg: LoggerConfig, config: dict[str, Any], wandb_id: str, run_name: str
-) -> Any:
+def _start_wandb(run_dir: Path, cfg: LoggerConfig, config: dict[str, Any], wandb_id: str) -> Any:
     """Start the wandb run (a no-op run in `disabled` mode) and declare the metric axes."""
     import wandb
+
+    from sparsify.wandb_results import display_name, flatten
 
     try:
         run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,
-            group=cfg.group,
+            group=cfg.group or os.environ.get(SWEEP_ENV) or None,
+            job_type=getattr(cfg, "job_type", None)
+            or str(config.get("prune", {}).get("name", ""))
+            or None,
             tags=list(cfg.tags),
             mode=cfg.mode,
-            config=config,
+            config=flatten(config),
             dir=str(run_dir),
             id=wandb_id,
-            name=run_name,
+            name=display_name(config),
             # "allow": continue the run if the server has it (a resume), else create it.
             resume="allow",
             # Never hand back (default) or finish ("finish_previous") a run that is already open

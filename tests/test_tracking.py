@@ -20,7 +20,7 @@ import yaml
 
 from sparsify.compose import compose
 from sparsify.config import LoggerConfig
-from sparsify.identity import config_hash, run_name
+from sparsify.identity import config_hash
 from sparsify.records import LevelRecord
 from sparsify.run import run
 from sparsify.tracking import Tracker
@@ -75,6 +75,25 @@ def _user_config(update: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in update.items() if k != "_wandb"}  # wandb's own bookkeeping
 
 
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run summary: every summary update, merged in order."""
+    out: dict[str, Any] = {}
+    for r in records:
+        if r["type"] == "summary":
+            out.update(r["summary"].get("update", {}))
+    return out
+
+
 def _events(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
@@ -112,10 +131,11 @@ def test_wandb_gets_the_resolved_config_exactly_once(job):
     ]
     assert len(updates) == 1
     (sent,) = updates
-    assert sent == job.config  # the same resolved config as the run directory's config.yaml
-    assert sent["prune"]["name"] == "lth"
-    assert sent["model"]["name"] == "lenet300_100"
-    assert sent["data"]["num_samples"] == 128
+    # the same resolved config as the run directory's config.yaml, flattened to dotted keys
+    assert sent == _flat(job.config)
+    assert sent["prune.name"] == "lth"
+    assert sent["model.name"] == "lenet300_100"
+    assert sent["data.num_samples"] == 128
 
 
 def test_wandb_run_has_the_configured_project_group_tags_and_name(job):
@@ -123,7 +143,8 @@ def test_wandb_run_has_the_configured_project_group_tags_and_name(job):
     assert meta["project"] == "sparsify-tests"
     assert meta["run_group"] == "g1"
     assert meta["tags"] == ["a", "b"]
-    assert meta["display_name"] == run_name(job.config)
+    assert meta["display_name"] == "lth lenet300_100 synthetic rate 0.2 seed 0"
+    assert meta["job_type"] == "lth"  # logger.job_type null: the method
     assert meta["run_id"].startswith(config_hash(job.config) + "-")
 
 
@@ -251,3 +272,60 @@ def test_wandb_disabled_mode_writes_no_wandb_files_but_the_local_log(tmp_path, m
     kinds = [e["event"] for e in _events(run_dir)]
     assert kinds[0] == "start" and kinds[-1] == "finish" and kinds.count("level") == 2
     assert not list(tmp_path.rglob("wandb"))
+
+
+def test_a_finished_run_logs_its_levels_table_report_plots_and_summary(job):
+    (row,) = _history(job.records, "levels._type")
+    assert row["levels._type"] == "table-file"
+    (folder,) = (job.dir / "wandb").glob("offline-run-*")
+    table = json.loads((folder / "files" / row["levels.path"]).read_text())
+    levels = job.results["levels"]
+    assert table["columns"][:4] == ["level", "sparsity", "nonzero_params", "prunable_params"]
+    col = table["columns"].index("accuracy")
+    assert [r[0] for r in table["data"]] == [0, 1]
+    assert [r[col] for r in table["data"]] == pytest.approx(
+        [lv["metrics"]["accuracy"] for lv in levels]
+    )
+    assert row["report/accuracy_vs_sparsity._type"] == "image-file"
+    assert (folder / "files" / row["report/accuracy_vs_sparsity.path"]).stat().st_size > 10_000
+    summary = _summary(job.records)
+    assert summary["final/accuracy"] == pytest.approx(levels[-1]["metrics"]["accuracy"])
+    assert summary["final/sparsity"] == pytest.approx(levels[-1]["sparsity"])
+    assert summary["final/level"] == 1
+
+
+def test_artifacts_hold_every_levels_mask_and_final_weights(tmp_path):
+    run_dir = tmp_path / "run"
+    run(compose([*WANDB, "logger.artifacts=true", "eval.summaries=[verdict]"]), run_dir)
+    (records,) = _wandb_runs(run_dir)
+    arts = [r["artifact"] for r in records if r["type"] == "artifact"]
+    (model,) = [a for a in arts if a.get("type") == "model"]
+    paths = sorted(c["path"] for c in model["manifest"]["contents"])
+    assert paths == [
+        "level_00/final.pt",
+        "level_00/mask.pt",
+        "level_01/final.pt",
+        "level_01/mask.pt",
+    ]
+    summary = _summary(records)
+    verdict = json.loads((run_dir / "results.json").read_text())["summary"]["verdict"]
+    assert summary["verdict/safe_sparsity"] == pytest.approx(verdict["safe_sparsity"])
+    binding = verdict["binding"]["metric"] if verdict["binding"] else "none"
+    assert summary["verdict/binding"] == binding
+
+
+def test_a_sweep_is_one_wandb_group_named_as_its_manifest_with_the_method_as_job_type(tmp_path):
+    wandb = [a for a in WANDB if not a.startswith("logger.group=")]  # the default group
+    args = [sys.executable, "-m", "sparsify", "-m", "prune=lth,random", *wandb]
+    args += [f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (manifest,) = (tmp_path / "sweeps").glob("*/sweep.json")
+    metas = {}
+    for run_dir in sorted(tmp_path.glob("*-synthetic-*")):
+        (records,) = _wandb_runs(run_dir)
+        meta = _one(records, "run")
+        metas[meta["job_type"]] = meta
+    assert sorted(metas) == ["lth", "random"]
+    assert {m["run_group"] for m in metas.values()} == {manifest.parent.name}
+    assert metas["random"]["display_name"] == "random lenet300_100 synthetic rate 0.2 seed 0"
