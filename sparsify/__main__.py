@@ -91,8 +91,26 @@ def _main(cfg: DictConfig) -> None:
     print(f"results: {rd.results_path}\nreport:  {rd.report_path('md')}")
 
 
+def _refuse_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1) every process would train the whole run and write the
+    same run directory: refused until data-parallel training lands (docs/scaling.md)."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        if os.environ.get("RANK", "0") == "0":
+            print(
+                f"sparsify: error: started by torchrun with {world} processes, but a run trains "
+                "in one process on one device (data-parallel training is not implemented yet); "
+                "run python -m sparsify directly, or run sweep jobs side by side with "
+                "hydra/launcher=local (docs/scaling.md)",
+                file=sys.stderr,
+            )
+        sys.exit(2)
+
+
 def main() -> None:
     from sparsify.allocator import keep_freed_memory_at_start
+
+    _refuse_distributed()
 
     keep_freed_memory_at_start()  # before training allocates: see sparsify/allocator.py
     register()

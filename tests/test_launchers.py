@@ -183,3 +183,15 @@ def test_gmp_settings_that_need_no_data_are_refused_before_any_job_starts(bad, m
     )  # fmt: skip
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert "in the sweep job" in proc.stderr and not (tmp_path / "sweep").exists()
+
+
+def test_torchrun_is_refused_before_any_work_until_data_parallel_training_lands(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "-m", "sparsify", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "sparsify: error" in ln]
+    assert len(lines) == 1 and "started by torchrun with 2 processes" in lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
