@@ -271,7 +271,9 @@ def run(p: Plan, x: Tensor, out: Tensor, packed: PackedWeight, bias: Tensor | No
         else:
             out.copy_((bias.view(1, -1, 1, 1) if out.dim() == 4 else bias).expand_as(out))
         return
-    bias_arg = bias if bias is not None else packed.values  # never read when HAS_BIAS is False
+    # the kernels read bias[k] at k: a strided view (b[::2]) must be made contiguous first;
+    # packed.values stands in when there is none (never read when HAS_BIAS is False)
+    bias_arg = bias.contiguous() if bias is not None else packed.values
     with on_device(x):
         p.kernel[p.grid](
             x, packed.crow, packed.col, packed.values, bias_arg, out, *p.args, **p.consts

@@ -26,6 +26,19 @@ def _remove_if_empty(run_dir: Path) -> None:
         path = path.parent
 
 
+def _job_run(cfg: DictConfig, run_dir: Path) -> str:
+    """The job's run name, as the sweep's manifest lists it (the folder's name unless
+    hydra.sweep.subdir placed it elsewhere)."""
+    from omegaconf import OmegaConf
+
+    from sparsify.identity import run_name
+
+    try:
+        return run_name(OmegaConf.to_container(cfg, resolve=True))
+    except Exception:  # noqa: BLE001 (a config that cannot even resolve: name it by its folder)
+        return run_dir.name
+
+
 def _in_sweep(hc) -> bool:
     """Whether this is a job of a `-m` sweep (under any launcher, in any process)."""
     from hydra.types import RunMode
@@ -47,7 +60,10 @@ def _own_gpu(cfg: DictConfig, hc, sweep_dir: Path | None):
     with claimed_gpu(sweep_dir, torch.cuda.device_count(), int(hc.job.num)) as index:
         if index is not None:
             torch.cuda.set_device(index)  # device=auto's "cuda" is now this GPU
-        yield
+        try:
+            yield
+        finally:  # a reused worker must not keep memory on a GPU it no longer holds
+            torch.cuda.empty_cache()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -79,12 +95,12 @@ def _main(cfg: DictConfig) -> None:
 
         overrides = list(hc.overrides.task)
         print(f"sparsify: error: in the sweep job {' '.join(overrides)}: {e}", file=sys.stderr)
-        record_failure(sweep_dir, run_dir.name, overrides, str(e))
+        record_failure(sweep_dir, _job_run(cfg, run_dir), overrides, str(e))
         return
     if sweep_dir is not None:
         from sparsify.sweep.failures import clear_failure
 
-        clear_failure(sweep_dir, run_dir.name)
+        clear_failure(sweep_dir, _job_run(cfg, run_dir))
     from sparsify.rundir import RunDir
 
     rd = RunDir(run_dir)

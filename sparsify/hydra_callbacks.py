@@ -110,6 +110,9 @@ class ValidateFirst(Callback):
             print(f"sweep report: {path}\n              {path.with_suffix('.html')}")
         except UserError as e:
             print(f"sparsify: no sweep report: {e}", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 (Hydra would turn it into a warning and exit 0,
+            # hiding the failed jobs below): say so, and go on to list them
+            print(f"sparsify: no sweep report: {type(e).__name__}: {e}", file=sys.stderr)
         failed = failed_jobs(manifest)
         if failed:
             print(

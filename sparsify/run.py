@@ -255,8 +255,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 records.append(record)
             waiting = []
         published = publish(rd, config, stage, records)
-        tracker.log_results(published)
         ok = True
+        try:  # the run is done and on disk: wandb failing at the end must not undo that
+            tracker.log_results(published)
+        except Exception as e:  # noqa: BLE001
+            print(f"sparsify: warning: wandb did not take the run's results: {e}")
         return published.to_json()
     finally:
         tracker.finish(ok)

@@ -362,6 +362,18 @@ def test_a_repeated_call_reuses_its_plan_and_a_new_signature_gets_its_own(layout
     assert len(lin.plans) == 3
 
 
+@pytest.mark.parametrize(("layout", "block"), [("bsr", 16), ("csr", 16)], ids=["bsr", "csr"])
+def test_a_strided_bias_is_read_as_its_values(layout, block):
+    w = torch.randn(6, 5, generator=_gen(12))
+    lin = pack(w.to(DEVICE), layout=layout, block=block)
+    x = torch.randn(3, 5, generator=_gen(13))
+    wide = torch.randn(12, generator=_gen(14))
+    out = sparse_linear(x.to(DEVICE), lin, wide.to(DEVICE)[::2]).cpu()
+    ref = F.linear(x.double(), w.double(), wide[::2].double())
+    mag = F.linear(x.double().abs(), w.double().abs(), wide[::2].double().abs())
+    _assert_close(out, ref, mag, 5, torch.float32)
+
+
 def test_plans_are_bounded_and_a_cached_call_still_checks_the_device(monkeypatch):
     from sparsify.kernels import _sparse_gemm
 

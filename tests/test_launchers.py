@@ -134,8 +134,12 @@ def test_the_shipped_launcher_configs_compose(launcher, tmp_path):
         assert "n_jobs: 2" in text and "JoblibLauncher" in text
 
 
-def test_jobs_side_by_side_claim_different_gpus_and_a_finished_job_frees_its_own(tmp_path):
+def test_jobs_side_by_side_claim_different_gpus_and_a_finished_job_frees_its_own(
+    tmp_path, monkeypatch
+):
     from sparsify.gpus import claimed_gpu
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
 
     with claimed_gpu(tmp_path, 1, 0) as only:
         assert only is None  # one GPU: nothing to choose
@@ -195,3 +199,29 @@ def test_torchrun_is_refused_before_any_work_until_data_parallel_training_lands(
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "sparsify: error" in ln]
     assert len(lines) == 1 and "started by torchrun with 2 processes" in lines[0]
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_under_slurm_no_gpu_is_claimed(tmp_path, monkeypatch):
+    from sparsify.gpus import claimed_gpu
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    with claimed_gpu(tmp_path, 4, 0) as a, claimed_gpu(tmp_path, 4, 1) as b:
+        assert a is None and b is None
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_failure_counts_when_recorded_during_this_command_even_over_a_finished_run(tmp_path):
+    from sparsify.sweep.failures import failed_jobs, failure_path, record_failure
+    from sparsify.sweep.manifest import Job, write_manifest
+
+    record_failure(tmp_path, "old", ["seed=0"], "an earlier command's failure")
+    old = failure_path(tmp_path, "old")
+    os.utime(old, ns=(1, 1))  # long before this command
+    jobs = [Job("old", ["seed=0"]), Job("done", ["seed=1"]), Job("fresh", ["seed=2"])]
+    manifest = write_manifest(tmp_path, ["seed=0,1,2"], ["seed"], jobs, ["lth"] * 3)
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "results.json").write_text("{}")  # finished before, failed now
+    record_failure(tmp_path, "done", ["seed=1"], "eval: a new evaluator's error")
+    record_failure(tmp_path, "fresh", ["seed=2"], "data: missing files")
+    got = {job.run: message for job, message in failed_jobs(manifest)}
+    assert got == {"done": "eval: a new evaluator's error", "fresh": "data: missing files"}

@@ -41,16 +41,18 @@ def init_gradient(
     count: int,
 ) -> dict[str, Tensor]:
     """d(mean cross-entropy)/dw at `init` for every weight in `prunable`, float32 on the CPU."""
-    model = build()
-    model.load_state_dict(init)
-    model.float().train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.eval()
-    x, y = first_images(loader, count)
-    params = dict(model.named_parameters())
-    weights = [params[n] for n in prunable]
-    with torch.random.fork_rng(devices=[]):  # a model that draws (none should) leaves no trace
+    # building draws initial weights (overwritten below) and a model may draw in forward: none
+    # of it may move the global RNG that training draws from
+    with torch.random.fork_rng(devices=[]):
+        model = build()
+        model.load_state_dict(init)
+        model.float().train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.eval()
+        x, y = first_images(loader, count)
+        params = dict(model.named_parameters())
+        weights = [params[n] for n in prunable]
         loss = F.cross_entropy(model(x), y)
         grads = torch.autograd.grad(loss, weights)
     return {n: g.detach().float() for n, g in zip(prunable, grads)}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from sparsify.io import save_json
-from sparsify.sweep.manifest import SWEEPS, Job, Manifest
+from sparsify.sweep.manifest import MANIFEST, SWEEPS, Job, Manifest
 
 FAILED = "failed"
 
@@ -45,11 +45,15 @@ def read_failure(sweep_dir: Path, run: str) -> Optional[str]:
 
 
 def failed_jobs(manifest: Manifest) -> list[tuple[Job, str]]:
-    """(job, message) for every job of `manifest` that recorded a failure and has not finished
-    since."""
+    """(job, message) for every job of `manifest` that recorded a failure during this command:
+    a record written after the manifest (which the command writes before its first job). A job
+    that ran and finished removed its record; one that failed over an earlier finished run (a
+    new evaluator's error) counts although results.json exists."""
+    started = (manifest.folder / MANIFEST).stat().st_mtime_ns
     out = []
     for job in manifest.jobs:
+        path = failure_path(manifest.sweep_dir, job.run)
         message = read_failure(manifest.sweep_dir, job.run)
-        if message is not None and not (manifest.sweep_dir / job.run / "results.json").exists():
+        if message is not None and path.stat().st_mtime_ns >= started:
             out.append((job, message))
     return out
