@@ -160,18 +160,24 @@ class Config:
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
 
 
-def eval_schema() -> type:
-    """EvalConfig with a field `<name>` for every registered evaluator and summary that has
-    settings."""
+def eval_settings() -> tuple[tuple[str, type], ...]:
+    """(name, settings class) of every registered evaluator and summary that has settings."""
     from sparsify.evaluate import EVALUATORS
     from sparsify.evaluate.summary import SUMMARIES
 
-    extra = []
+    out = []
     for registry in (EVALUATORS, SUMMARIES):
         for name in registry.names():
             settings = registry.get(name).settings
             if settings is not None:
-                extra.append((name, settings, field(default_factory=settings)))
+                out.append((name, settings))
+    return tuple(out)
+
+
+def eval_schema(settings: tuple[tuple[str, type], ...] | None = None) -> type:
+    """EvalConfig with a field `<name>` for every evaluator and summary with settings (by
+    default the registered ones)."""
+    extra = [(n, cls, field(default_factory=cls)) for n, cls in settings or eval_settings()]
     return make_dataclass("EvalSchema", extra, bases=(EvalConfig,))
 
 

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sparsify.tracking import SWEEP_ENV
+from sparsify.sweep.manifest import SWEEP_ENV
 
 # The nearest ancestor of the run directory that existed before Hydra created it: folders below
 # it that are still empty when a run fails were made for that run and are removed again.

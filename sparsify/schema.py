@@ -11,29 +11,31 @@ them when an evaluator with settings was registered since (a plugin, a test).
 
 from __future__ import annotations
 
-from dataclasses import fields, make_dataclass
+from dataclasses import make_dataclass
 
 from omegaconf import MISSING
 
-from sparsify.config import Config, eval_schema
+from sparsify.config import Config, eval_schema, eval_settings
 
 
-def _build() -> tuple[type, type]:
-    eval_cls = eval_schema()
+def _build(settings: tuple[tuple[str, type], ...]) -> tuple[type, type]:
+    eval_cls = eval_schema(settings)
     eval_cls.__module__ = __name__
     schema = make_dataclass("Schema", [("eval", eval_cls, MISSING)], bases=(Config,))
     schema.__module__ = __name__
     return eval_cls, schema
 
 
-EvalSchema, Schema = _build()
+_built_for = eval_settings()
+EvalSchema, Schema = _build(_built_for)
 
 
 def current() -> type:
     """The schema for the evaluators registered now (rebuilt, and rebound here, if they
     changed)."""
-    global EvalSchema, Schema
-    fresh = eval_schema()
-    if {f.name for f in fields(fresh)} != {f.name for f in fields(EvalSchema)}:
-        EvalSchema, Schema = _build()
+    global EvalSchema, Schema, _built_for
+    now = eval_settings()
+    if now != _built_for:
+        EvalSchema, Schema = _build(now)
+        _built_for = now
     return Schema

@@ -8,8 +8,8 @@ parallel coordinates and grouping reach every key); train metrics under `train/*
 `level/sparsity`, so dashboards plot metrics over sparsity; at the end the levels table, the
 report's plots and the run summary (wandb_results.py). The run's display name says method, model,
 data, target and seed; its group is the sweep's name in a `-m` sweep (the environment variable
-SWEEP_ENV, set for the jobs by the sweep's callback), its job type the method. wandb's files go to
-`<run_dir>/wandb/`.
+SWEEP_ENV of sweep/manifest.py, set for the jobs by the sweep's callback), its job type the
+method. wandb's files go to `<run_dir>/wandb/`.
 
 The wandb run id is `<config hash>-<random>`, chosen when a run directory first starts and kept in
 its `start` event in log.jsonl: re-running in the same directory (a resume) continues the same
@@ -34,12 +34,10 @@ from sparsify.config import LoggerConfig
 from sparsify.errors import UserError
 from sparsify.records import LevelRecord, RunResults
 from sparsify.rundir import RunDir
+from sparsify.sweep.manifest import SWEEP_ENV
 
 LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled")
-# the name of the -m sweep a job belongs to (hydra_callbacks.py sets it before the jobs start,
-# so jobs in other processes inherit it): the default wandb group
-SWEEP_ENV = "SPARSIFY_SWEEP"
 
 
 class Tracker:

@@ -49,6 +49,13 @@ THRESHOLDS = ("exact", "openlth", "zhou")
 TIES = ("position", "random")
 
 
+# the thresholds other than exact: (the allocation each needs, what it is), for the check below
+_THRESHOLD_NEEDS = {
+    "openlth": ("global", "OpenLTH's per-level global cut of single weights"),
+    "zhou": ("layerwise", "Zhou et al.'s int(rate · alive) per layer and level"),
+}
+
+
 @dataclass
 class RetrainingConfig(ScoredPruneConfig):
     iterative: bool = True  # levels of `rate`; false: one shot to `sparsity`
@@ -102,22 +109,17 @@ class RetrainingConfig(ScoredPruneConfig):
                 "prune.count_excluded=true counts excluded weights in one global total; it needs "
                 f"prune.allocation=global, not {self.allocation}"
             )
-        if self.threshold == "openlth" and not (
-            self.iterative and self.allocation == "global" and self.granularity == "unstructured"
-        ):
-            raise UserError(
-                "prune.threshold=openlth is OpenLTH's per-level global cut of single weights; it "
-                "needs prune.iterative=true, prune.allocation=global, "
-                "prune.granularity=unstructured"
-            )
-        if self.threshold == "zhou" and not (
-            self.iterative and self.allocation == "layerwise" and self.granularity == "unstructured"
-        ):
-            raise UserError(
-                "prune.threshold=zhou is Zhou et al.'s int(rate · alive) per layer and level; it "
-                "needs prune.iterative=true, prune.allocation=layerwise, "
-                "prune.granularity=unstructured"
-            )
+        if self.threshold in _THRESHOLD_NEEDS:
+            allocation, what = _THRESHOLD_NEEDS[self.threshold]
+            if not (
+                self.iterative
+                and self.allocation == allocation
+                and self.granularity == "unstructured"
+            ):
+                raise UserError(
+                    f"prune.threshold={self.threshold} is {what}; it needs prune.iterative=true, "
+                    f"prune.allocation={allocation}, prune.granularity=unstructured"
+                )
         if self.ties == "random" and (
             self.granularity != "unstructured" or self.threshold == "openlth"
         ):

@@ -1,6 +1,4 @@
-"""Sweeps read as one experiment: the sweep manifest, the runs it covers, the sweep report."""
-
-from sparsify.sweep.collect import Sweep, collect_sweep
-from sparsify.sweep.manifest import Manifest, read_manifest, write_manifest
-
-__all__ = ["Manifest", "Sweep", "collect_sweep", "read_manifest", "write_manifest"]
+"""Sweeps read as one experiment: the sweep manifest (manifest.py), the runs it covers
+(collect.py), failed jobs (failures.py) and the sweep report (report.py, __main__.py). Nothing is
+imported here, so that the manifest's constants stay cheap to import (tracking.py,
+hydra_callbacks.py)."""

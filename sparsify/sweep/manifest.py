@@ -26,6 +26,9 @@ from sparsify.io import load_json, save_json
 
 MANIFEST = "sweep.json"
 SWEEPS = "sweeps"  # the folder of manifests inside a sweep dir
+# the name of the -m sweep a job belongs to, set by hydra_callbacks.py before the jobs start so
+# that jobs in other processes inherit it: their default wandb group (tracking.py)
+SWEEP_ENV = "SPARSIFY_SWEEP"
 # config groups whose option, when swept, explains differences in every key under a prefix
 GROUP_PREFIX = {"data": "data.", "model": "model.", "prune": "prune.", "train": "train."}
 GLOBAL_GROUPS = ("experiment",)  # groups that may set any key
