@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from sparsify.checks import check_choice, check_range
+from sparsify.errors import UserError
 
 
 @dataclass
@@ -58,19 +59,29 @@ class ScoredPruneConfig(PruneConfig):
     """Methods that keep the highest-scoring weights: how the kept weights are allocated over
     layers and grouped."""
 
-    allocation: str = "global"  # how sparsity is spread over layers: global, layerwise, erk
+    # how sparsity is spread over layers: global, layerwise, erk, erk_rigl (RigL's counts)
+    allocation: str = "global"
     granularity: str = "unstructured"  # unstructured, block (B×B), nm (N:M), channel (filters)
     block: int = 32  # granularity=block: block side B
     n: int = 2  # granularity=nm: N weights kept ...
     m: int = 4  # ... in every group of M along the input dimension
+    # granularity=channel: a channel's score, mean |w| (l1) or root mean square (l2, the order of
+    # torch's ln_structured(n=2) in a layer)
+    channel_norm: str = "l1"
 
     def check(self) -> None:
         from sparsify.sparsity.allocation import ALLOCATIONS
-        from sparsify.sparsity.granularity import GRANULARITIES
+        from sparsify.sparsity.granularity import CHANNEL_NORMS, GRANULARITIES
 
         super().check()
         check_choice("prune.allocation", self.allocation, ALLOCATIONS)
         check_choice("prune.granularity", self.granularity, GRANULARITIES)
+        check_choice("prune.channel_norm", self.channel_norm, CHANNEL_NORMS)
+        if self.channel_norm != "l1" and self.granularity != "channel":
+            raise UserError(
+                f"prune.channel_norm={self.channel_norm} scores whole channels; it needs "
+                f"prune.granularity=channel, not {self.granularity}"
+            )
         check_range("prune.block", self.block, 1, None)
         check_range("prune.m", self.m, 2, None)
         check_range("prune.n", self.n, 1, self.m)
@@ -102,7 +113,9 @@ class TrainConfig:
     # IST-DASLab/ACDC steps its scheduler
     lr_update: str = "iteration"
     label_smoothing: float = 0.0  # in [0, 1)
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # autocast on CUDA (fp32 on the CPU): bf16; fp16 with a dynamic loss scaler (AC/DC's
+    # --fp16); fp32 (none). See training/precision.py
+    precision: str = "bf16"
     checkpoint_every: str = "1ep"  # how often the resumable checkpoint is written
     progress: bool = True  # tqdm bar on a terminal; plain lines otherwise
 

@@ -25,6 +25,7 @@ from sparsify.sparsity import Mask, sparsity_stats
 from sparsify.tracking import Tracker
 from sparsify.training.loop import LoopEvents, MaskChange, MaskState, cpu_state, train_segment
 from sparsify.training.optim import LRSchedule, build_optimizer, mask_optimizer_state
+from sparsify.training.precision import Precision
 from sparsify.training.trainable import Trainable
 
 
@@ -73,8 +74,10 @@ def resume_level(
     plan: LevelPlan,
     ckpt: Optional[Checkpoint],
     optimizer: torch.optim.Optimizer,
+    precision: Precision,
 ) -> Optional[tuple[Mask, int]]:
-    """Restore the model, what trains, the optimizer and the RNG from `ckpt` if it was written
+    """Restore the model, what trains, the optimizer, the loss scale and the RNG from `ckpt` if
+    it was written
     inside this level's segment; returns (the mask in force then, the iteration reached), or
     None when the level starts from its beginning. The model's and the trainable's state were
     checked against the run before anything was written."""
@@ -87,6 +90,7 @@ def resume_level(
     load_optimizer(
         optimizer, ckpt.optimizer, rd.checkpoint_path, f"delete it to restart level {level}"
     )
+    precision.load_state_dict(ckpt.extra)
     # the mask in force when the checkpoint was written (methods may change it mid-level)
     mask = Mask.from_state_dict(ckpt.mask, plan.mask, str(rd.checkpoint_path))
     torch.set_rng_state(ckpt.rng["torch"])
@@ -104,7 +108,9 @@ def _checkpoint(
     opt: torch.optim.Optimizer,
     masks: MaskState,
     trains: Trainable,
+    precision: Precision,
 ) -> Checkpoint:
+    extra = {trains.state_key: trains.state_dict()} if trains.state_key is not None else {}
     return Checkpoint(
         level=level,
         step=step,
@@ -115,7 +121,7 @@ def _checkpoint(
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         },
-        extra={trains.state_key: trains.state_dict()} if trains.state_key is not None else {},
+        extra={**extra, **precision.state_dict()},
     )
 
 
@@ -177,7 +183,8 @@ def train_level(
             raise UserError(f"{path} is not an optimizer state; {remedy}")
         load_optimizer(optimizer, saved, path, remedy)
         mask_optimizer_state(optimizer, model, plan.mask)
-    resumed = resume_level(state, level, plan, ckpt, optimizer)
+    precision = Precision.for_device(state.train_cfg.precision, state.device)
+    resumed = resume_level(state, level, plan, ckpt, optimizer, precision)
     mask, resume_from = resumed if resumed is not None else (plan.mask, None)
 
     def mask_changed(step: int, change: MaskChange) -> None:
@@ -189,7 +196,7 @@ def train_level(
         log=state.tracker.log,
         console=state.tracker.console,
         checkpoint=lambda step, opt: rd.save_checkpoint(
-            _checkpoint(state, level, step, opt, masks, trains)
+            _checkpoint(state, level, step, opt, masks, trains, precision)
         ),
         snapshot=lambda name, weights, opt: _snapshot(rd, level, name, weights, opt, plan),
         checkpoint_every=state.checkpoint_every,
@@ -209,6 +216,7 @@ def train_level(
         events,
         forward=trains.forward,
         resume_from=resume_from,
+        precision=precision,
     )
     mask = trains.finish(model, masks.mask)
     final = cpu_state(model)

@@ -18,6 +18,7 @@ from sparsify.models import MODELS
 from sparsify.registry import Registry
 from sparsify.tracking import LOGGERS, WANDB_MODES
 from sparsify.training.optim import LR_UPDATES, OPTIMIZERS, SCHEDULES, WARMUP_OFFSETS
+from sparsify.training.precision import PRECISIONS
 from sparsify.training.steps import check_step
 
 
@@ -83,6 +84,7 @@ def validate(cfg: DictConfig) -> None:
     check_step(t.warmup, "train.warmup")
     _choice("train.warmup_offset", t.warmup_offset, WARMUP_OFFSETS)
     _choice("train.lr_update", t.lr_update, LR_UPDATES)
+    _choice("train.precision", t.precision, PRECISIONS)
     check_step(t.checkpoint_every, "train.checkpoint_every")
     _range("train.gamma", t.gamma, 0.0, 1.0, lo_open=True, hi_open=False)
     _range("train.label_smoothing", t.label_smoothing, 0.0, 1.0)

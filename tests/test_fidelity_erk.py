@@ -68,3 +68,23 @@ def test_erk_densifies_rigls_layers_and_is_within_two_weights_a_layer_of_its_cou
     assert max(abs(kept[n] - rigl[n]) for n in shapes) <= 2
     total = sum(math.prod(s) for s in shapes.values())
     assert abs(1 - ours_kept / total - sparsity) < abs(1 - rigl_kept / total - sparsity)
+
+
+@pytest.mark.parametrize("sparsity, rigl_kept", [(0.8, 54_199), (0.9, 27_111)])
+def test_erk_rigl_keeps_rigls_count_in_every_layer(sparsity, rigl_kept):
+    """`prune.allocation=erk_rigl` is RigL's rounding: the plain-Python re-write above, layer by
+    layer, and RigL's totals written out."""
+    model = build_model(ModelConfig(name="resnet20"), 10, 3, 32)
+    shapes = {n: tuple(p.shape) for n, p in prunable_weights(model).items()}
+    rigl, _ = _rigl_erk(shapes, sparsity)
+    scores = {
+        n: torch.rand(s, generator=torch.Generator().manual_seed(2)) for n, s in shapes.items()
+    }
+    mask = prune_mask(scores, Mask.ones_like(scores), sparsity, allocation="erk_rigl")
+    kept = {n: int(m.sum()) for n, m in mask.items()}
+    assert kept == rigl
+    assert sum(kept.values()) == rigl_kept
+    # each layer keeps its highest scores
+    for n, m in mask.items():
+        if 0 < kept[n] < m.numel():
+            assert scores[n][m].min() > scores[n][~m].max()

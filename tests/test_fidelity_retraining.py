@@ -355,3 +355,33 @@ def test_reset_optimizer_at_rewind_without_a_rewind_point_is_refused(tmp_path, o
     with pytest.raises(UserError, match="reset_optimizer_at_rewind"):
         run(compose([*TINY, *overrides]), tmp_path / "run")
     assert not (tmp_path / "run/levels").exists()
+
+
+def test_finetune_continuing_the_data_order_is_a_longer_dense_run(tmp_path):
+    # Renda et al.'s fine-tuning restores the final checkpoint (momentum included) and trains on
+    # from step T at a fixed lr. Built another way: pruning nothing (rate 1e-6) on a constant lr,
+    # level 1 with prune.finetune_data=continue and carried state trains iterations [T, 2T) of
+    # the data order from level 0's end, so its weights are those of one dense run of 2T.
+    common = [*TINY, "train.schedule=constant", "train.milestones=[]"]
+    tuned = [*common, "prune=finetune", "prune.rate=1e-6", "train.epochs=2",
+             "prune.optimizer_state=carry", "prune.finetune_data=continue"]  # fmt: skip
+    run(compose(tuned), tmp_path / "ft")
+    dense = [o for o in common if o != "prune.levels=1"]
+    run(compose([*dense, "prune=dense", "train.epochs=4"]), tmp_path / "dense")
+    got = _load(tmp_path / "ft/levels/level_01/final.pt")
+    want = _load(tmp_path / "dense/levels/level_00/final.pt")
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    import json
+
+    events = [json.loads(line) for line in (tmp_path / "ft/log.jsonl").read_text().splitlines()]
+    steps = [e["step"] for e in events if e.get("event") == "train" and e.get("level") == 1]
+    assert steps == list(range(7, 13))  # T = 2 epochs × 3 iterations
+    # replaying the order from epoch 0 (the default) trains other batches
+    run(compose([*tuned[:-1]]), tmp_path / "replay")
+    replayed = _load(tmp_path / "replay/levels/level_01/final.pt")
+    assert any(not torch.equal(replayed[k], want[k]) for k in want)
+
+
+def test_finetune_data_needs_finetune():
+    with pytest.raises(UserError, match="prune.finetune_data=continue .* needs prune=finetune"):
+        compose(["prune=lrr", "prune.finetune_data=continue"])

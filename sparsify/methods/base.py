@@ -130,6 +130,7 @@ def prune_by(cfg: PruneConfig, scores: StateDict, previous: Mask, target: float)
         block=cfg.block,
         n=cfg.n,
         m=cfg.m,
+        channel_norm=cfg.channel_norm,
     )
     emptied = [n for n, m in mask.items() if not bool(m.any()) and bool(previous[n].any())]
     if emptied:

@@ -47,6 +47,7 @@ SIGNED = (
 )
 THRESHOLDS = ("exact", "openlth", "zhou")
 TIES = ("position", "random")
+FINETUNE_DATA = ("replay", "continue")
 
 
 # the thresholds other than exact: (the allocation each needs, what it is), for the check below
@@ -69,6 +70,10 @@ class RetrainingConfig(ScoredPruneConfig):
         "rewind"  # what survivors restart from: rewind, reinit, reshuffle, signed_constant
     )
     finetune_lr: Optional[float] = None  # finetune: fixed lr; None = the schedule's last
+    # finetune: the batches level L sees: replay the data order from epoch 0, or continue it
+    # past the previous levels (iterations T + (L - 1)(T - k) on: a continued global step, as
+    # Renda et al.'s fine-tuning restores the final checkpoint and trains steps T to 2T - k)
+    finetune_data: str = "replay"
     # the optimizer state a pruned level starts from: fresh (zero momentum), or carry the state
     # saved with its starting weights (Renda et al.'s code): lth/wr/random at step k,
     # lrr/finetune at the end of the previous level; pruned weights' entries zeroed
@@ -100,6 +105,12 @@ class RetrainingConfig(ScoredPruneConfig):
         check_choice("prune.restart", self.restart, RESTARTS)
         check_step(self.rewind, "prune.rewind")
         check_choice("prune.optimizer_state", self.optimizer_state, ("fresh", "carry"))
+        check_choice("prune.finetune_data", self.finetune_data, FINETUNE_DATA)
+        if self.finetune_data != "replay" and self.name != "finetune":
+            raise UserError(
+                f"prune.finetune_data={self.finetune_data} sets the data order of fine-tuning; "
+                f"it needs prune=finetune, not {self.name}"
+            )
         if self.finetune_lr is not None:
             check_range("prune.finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
         check_choice("prune.threshold", self.threshold, THRESHOLDS)
@@ -303,6 +314,7 @@ class Retraining(Method):
                 block=cfg.block,
                 n=cfg.n,
                 m=cfg.m,
+                channel_norm=cfg.channel_norm,
                 layer_targets=targets,
                 excluded=excluded,
                 ties=ties,
@@ -368,7 +380,11 @@ class Retraining(Method):
             if self.cfg.finetune_lr is not None
             else ctx.schedule(ctx.total - 1)
         )
-        return LevelPlan(mask, previous, Segment(0, self.budget(ctx), fixed_lr=lr))
+        budget = self.budget(ctx)
+        start = 0
+        if getattr(self.cfg, "finetune_data", "replay") == "continue":
+            start = ctx.total + (level - 1) * budget  # where the previous level's steps ended
+        return LevelPlan(mask, previous, Segment(start, start + budget, fixed_lr=lr))
 
 
 def _fresh_optimizer_at(step: int) -> MaskSchedule:

@@ -10,7 +10,8 @@ conv2d, conv3d and linear alike). Groups are defined on that matrix:
   square of the scores inside it, sqrt(sum(score²) / size), its size the number of weights it
   covers.
 - `channel`: one group per row (output channel); its score is the mean |score| of the row (L1
-  norm / rest), and its size is `rest`.
+  norm / rest; `channel_norm=l1`) or the root mean square (L2 norm / √rest; `l2`, the order of
+  torch's `ln_structured(n=2, dim=0)` within a layer), and its size is `rest`.
 
 Scores are per-weight averages so that global allocation compares groups of different sizes on
 one scale, as unstructured pruning compares weights: raw norms grow with group size, and with
@@ -35,6 +36,7 @@ from torch import Tensor
 from sparsify.errors import UserError
 
 GRANULARITIES = ("unstructured", "block", "nm", "channel")
+CHANNEL_NORMS = ("l1", "l2")
 
 
 def check_granularity(granularity: str, block: int, n: int, m: int) -> None:
@@ -91,11 +93,13 @@ def expand_blocks(keep: Tensor, shape: torch.Size, b: int) -> Tensor:
     return tiles[:k, :c].reshape(shape)
 
 
-def channel_groups(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """(scores, sizes) of the output channels of one weight: mean |score| (float32, -inf for a
-    channel holding any pruned weight) and int64 weight counts per channel."""
+def channel_groups(scores: Tensor, mask: Tensor, norm: str = "l1") -> tuple[Tensor, Tensor]:
+    """(scores, sizes) of the output channels of one weight: mean |score| (`l1`) or root mean
+    square (`l2`), float32, -inf for a channel holding any pruned weight; and int64 weight counts
+    per channel."""
+    assert norm in CHANNEL_NORMS, norm
     s, alive = as_matrix(scores).float(), as_matrix(mask)
-    norms = s.abs().mean(dim=1)
+    norms = s.abs().mean(dim=1) if norm == "l1" else s.square().mean(dim=1).sqrt_()
     norms.masked_fill_(~alive.all(dim=1), float("-inf"))
     return norms, torch.full_like(norms, s.shape[1], dtype=torch.int64)
 

@@ -24,6 +24,7 @@ from sparsify.evaluate.metrics import loss_and_topk
 from sparsify.sparsity.enforce import MaskEnforcer
 from sparsify.sparsity.mask import Mask
 from sparsify.training.optim import LRSchedule, set_lr
+from sparsify.training.precision import Precision
 
 Forward = Callable[[nn.Module, Tensor], Tensor]  # (model, x) -> logits, in place of model(x)
 
@@ -94,11 +95,6 @@ def cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _autocast(device: torch.device, bf16: bool):
-    enabled = bf16 and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 def _batches_from(loader: Loader, it: int) -> Iterator[tuple[Tensor, Tensor]]:
     """The training batches from iteration `it` on, across epochs, forever."""
     epoch, first = divmod(it, len(loader))
@@ -152,11 +148,14 @@ def train_segment(
     events: LoopEvents,
     forward: Optional[Forward] = None,
     resume_from: Optional[int] = None,
+    precision: Optional[Precision] = None,
 ) -> None:
     """Train `model` in place over `segment`, starting at `resume_from` if given (an iteration in
     [segment.start, segment.end) reached by a previous, interrupted call). `forward(model, x)`
-    replaces `model(x)` in training and validation when given (learnt masks)."""
+    replaces `model(x)` in training and validation when given (learnt masks). `precision`
+    (default: `cfg.precision` on `device`) runs the forward pass and the optimizer step."""
     ipe = len(train)
+    amp = precision if precision is not None else Precision.for_device(cfg.precision, device)
     it = segment.start if resume_from is None else resume_from
     bar = tqdm(
         total=segment.end - segment.start,
@@ -191,13 +190,13 @@ def train_segment(
         lr = segment.fixed_lr if segment.fixed_lr is not None else schedule(it)
         set_lr(optimizer, lr)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, cfg.bf16):
+        with amp.autocast():
             logits = model(x) if forward is None else forward(model, x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        amp.backward(loss)
         masks.enforcer.mask_grads()
-        optimizer.step()
+        amp.step(optimizer)
         masks.enforcer.mask_weights()
         it += 1
         bar.update(1)
