@@ -22,7 +22,10 @@ def _remove_if_empty(run_dir: Path) -> None:
     stop = (hydra_callbacks.existing_ancestor or Path.cwd()).absolute()
     path = run_dir.absolute()
     while path != stop and stop in path.parents and path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
+        try:
+            path.rmdir()
+        except OSError:  # another torchrun rank removed it first, or wrote into it
+            return
         path = path.parent
 
 
@@ -84,10 +87,22 @@ def _main(cfg: DictConfig) -> None:
         from sparsify.validate import validate
 
         validate(cfg)
-        with _own_gpu(cfg, hc, sweep_dir):
-            run(cfg, run_dir)
+        world = _join_ranks(cfg)
+        try:
+            with _own_gpu(cfg, hc, sweep_dir):
+                run(cfg, run_dir, world)
+        finally:
+            from sparsify.distributed import stop
+
+            stop(world)
+        if not world.main:
+            return
     except UserError as e:
-        _remove_if_empty(run_dir)
+        _remove_if_empty(run_dir)  # (every rank: each made the folder)
+        from sparsify.errors import other_rank
+
+        if other_rank():
+            sys.exit(2)  # rank 0 says it
         if sweep_dir is None:
             exit_with(e)
         # a sweep job: say so, record it and let the other jobs run (sweep/failures.py)
@@ -107,17 +122,40 @@ def _main(cfg: DictConfig) -> None:
     print(f"results: {rd.results_path}\nreport:  {rd.report_path('md')}")
 
 
-def _refuse_distributed() -> None:
-    """Under torchrun (WORLD_SIZE > 1) every process would train the whole run and write the
-    same run directory: refused until data-parallel training lands (docs/scaling.md)."""
+def _join_ranks(cfg: DictConfig):
+    """This process's torchrun rank, in its process group (sparsify/distributed.py); a single
+    process outside torchrun. A UserError for a device or backend that cannot work."""
+    from sparsify import distributed
+
+    world = distributed.from_env()
+    if world.active:
+        backend = distributed.backend_for(world, str(cfg.dist_backend), str(cfg.device))
+        distributed.start(world, backend, distributed.device_for(world, str(cfg.device)))
+        # every rank made the run's folders (Hydra): after a refusal, remove up to the
+        # shallowest folder that existed before any rank started
+        import torch.distributed
+
+        from sparsify import hydra_callbacks
+
+        ancestors: list = [None] * world.size
+        torch.distributed.all_gather_object(ancestors, hydra_callbacks.existing_ancestor)
+        known = [a for a in ancestors if a is not None]
+        if known:
+            hydra_callbacks.existing_ancestor = min(known, key=lambda a: len(a.parts))
+    return world
+
+
+def _refuse_distributed_sweep() -> None:
+    """torchrun trains one run over several processes; a `-m` sweep under it would run every
+    job in every process. Sweeps scale through Hydra's launchers instead (docs/scaling.md)."""
     world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
+    multirun = any(a in ("-m", "--multirun") for a in sys.argv[1:])
+    if multirun and world.isdigit() and int(world) > 1:
         if os.environ.get("RANK", "0") == "0":
             print(
-                f"sparsify: error: started by torchrun with {world} processes, but a run trains "
-                "in one process on one device (data-parallel training is not implemented yet); "
-                "run python -m sparsify directly, or run sweep jobs side by side with "
-                "hydra/launcher=local (docs/scaling.md)",
+                f"sparsify: error: torchrun started {world} processes for a -m sweep; torchrun "
+                "trains one run data-parallel: start one torchrun per run, or run the sweep's "
+                "jobs with hydra/launcher=slurm or hydra/launcher=local (docs/scaling.md)",
                 file=sys.stderr,
             )
         sys.exit(2)
@@ -126,7 +164,7 @@ def _refuse_distributed() -> None:
 def main() -> None:
     from sparsify.allocator import keep_freed_memory_at_start
 
-    _refuse_distributed()
+    _refuse_distributed_sweep()
 
     keep_freed_memory_at_start()  # before training allocates: see sparsify/allocator.py
     register()

@@ -171,6 +171,8 @@ class Config:
     backend: BackendConfig = MISSING
     seed: int = 0  # seeds the initialisation, data order and augmentation
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+    # torchrun's process-group backend: auto (nccl on CUDA, gloo on the CPU), nccl, gloo
+    dist_backend: str = "auto"
 
 
 def eval_settings() -> tuple[tuple[str, type], ...]:

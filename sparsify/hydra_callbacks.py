@@ -39,6 +39,30 @@ def _check(config: DictConfig, job: str = "") -> None:
         exit_with(e, job)
 
 
+def _refuse_shared_run_dirs(config: DictConfig, jobs: list) -> None:
+    """Jobs that differ only in settings outside a run's identity (eval.*, logger.*, backend.*)
+    are one run in one folder. The basic launcher runs them one after the other (the second
+    re-evaluates the first's run); a launcher that runs jobs side by side would have two
+    processes train into the same folder: refused before anything starts."""
+    from sparsify.errors import UserError, exit_with
+
+    if str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
+        return
+    seen: dict[str, Any] = {}
+    for job in jobs:
+        if job.run in seen:
+            exit_with(
+                UserError(
+                    f"the sweep jobs {' '.join(seen[job.run].overrides)} and "
+                    f"{' '.join(job.overrides)} are the same run ({job.run}: they differ only in "
+                    "settings outside a run's identity), which this launcher would train twice "
+                    "into one folder at once; sweep those settings with the basic launcher, or "
+                    "evaluate the finished runs with python -m sparsify.evaluate"
+                )
+            )
+        seen[job.run] = job
+
+
 class ValidateFirst(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global existing_ancestor
@@ -79,6 +103,7 @@ class ValidateFirst(Callback):
                 resolved = OmegaConf.to_container(cfg, resolve=True)
                 jobs.append(Job(run_name(resolved), list(job)))
                 methods.append(str(cfg.prune.name))
+        _refuse_shared_run_dirs(config, jobs)
         # every job is valid: record what this command sweeps, for the sweep report
         swept = [o.key_or_group for o in overrides if o.is_sweep_override()]
         self.manifest = write_manifest(

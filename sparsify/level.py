@@ -16,8 +16,9 @@ from torch import nn
 
 from sparsify.config import TrainConfig
 from sparsify.data.base import Loader
+from sparsify.distributed import SINGLE, World
 from sparsify.errors import UserError
-from sparsify.io import load_torch, save_torch
+from sparsify.io import load_torch
 from sparsify.methods import LevelPlan
 from sparsify.records import Checkpoint, LayerCount, LevelRecord
 from sparsify.rundir import RunDir
@@ -45,6 +46,7 @@ class RunState:
     checkpoint_every: int  # iterations
     log_every: int  # iterations
     num_levels: int
+    world: World = SINGLE  # torchrun's ranks (sparsify/distributed.py); one process by default
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: Any, path: Any, remedy: str) -> None:
@@ -136,7 +138,7 @@ def _snapshot(
     """The weights at a named iteration and, when the plan keeps it, the optimizer's state
     beside them (written first: the weights' file is what later levels look for)."""
     if plan.save_optimizer:
-        save_torch(opt.state_dict(), rd.snapshot_path(level, f"{name}_optimizer"))
+        rd.save_snapshot_optimizer(level, name, opt.state_dict())
     rd.save_snapshot(level, name, weights)
 
 
@@ -195,8 +197,10 @@ def train_level(
     events = LoopEvents(
         log=state.tracker.log,
         console=state.tracker.console,
-        checkpoint=lambda step, opt: rd.save_checkpoint(
-            _checkpoint(state, level, step, opt, masks, trains, precision)
+        checkpoint=lambda step, opt: (
+            rd.save_checkpoint(_checkpoint(state, level, step, opt, masks, trains, precision))
+            if state.world.main
+            else None
         ),
         snapshot=lambda name, weights, opt: _snapshot(rd, level, name, weights, opt, plan),
         checkpoint_every=state.checkpoint_every,
@@ -217,13 +221,14 @@ def train_level(
         forward=trains.forward,
         resume_from=resume_from,
         precision=precision,
+        world=state.world,
     )
     mask = trains.finish(model, masks.mask)
     final = cpu_state(model)
     if plan.save_optimizer:  # before training.json, which marks the level trained
         rd.save_optimizer(level, optimizer.state_dict())
     for stem, content in trains.artifacts().items():  # as well
-        save_torch(content, rd.artifact_path(level, stem))
+        rd.save_artifact(level, stem, content)
     record = level_record(level, final, state.prunable, plan.segment.end - plan.segment.start)
     rd.save_trained_level(mask, final, record)
     return record

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sparsify.data import build_data
 from sparsify.data.base import DataBundle
+from sparsify.distributed import SINGLE, World, check_batches, device_for
 from sparsify.errors import UserError
 from sparsify.evaluate.stage import EvaluationStage, skipped
 from sparsify.identity import config_hash, find_renamed_run, run_name, study_key
@@ -29,12 +30,12 @@ from sparsify.methods import METHODS, Context, Method
 from sparsify.models import build_model
 from sparsify.records import LevelRecord, RunResults
 from sparsify.report import write_report
-from sparsify.rundir import RunDir, check_state
+from sparsify.rundir import ReadOnlyRunDir, RunDir, check_state
 from sparsify.runview import RunView
 from sparsify.seeding import FRESH_INIT, METHOD_STREAM, seeded_generator
 from sparsify.sparsity import prunable_weights
 from sparsify.sparsity.gradient import init_gradient
-from sparsify.tracking import Tracker
+from sparsify.tracking import SilentTracker, Tracker
 from sparsify.training.loop import cpu_state
 from sparsify.training.optim import LRSchedule
 from sparsify.training.steps import to_iterations
@@ -176,20 +177,52 @@ def publish(
     return results
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run (or resume) the experiment `cfg` in `run_dir`; returns the results.json content."""
+def _agree(world: World, setup) -> Any:
+    """`setup()` on every rank; under torchrun, a UserError on any rank stops them all (rank 0
+    prints it), so no rank waits forever for one that gave up."""
+    if not world.active:
+        return setup()
+    try:
+        out = setup()
+    except UserError as e:
+        world.agree(str(e))
+        raise
+    other = world.agree(None)
+    if other is not None:
+        raise UserError(other)
+    return out
+
+
+def run(cfg: DictConfig, run_dir: Path, world: World = SINGLE) -> dict[str, Any]:
+    """Run (or resume) the experiment `cfg` in `run_dir`; returns the results.json content.
+    Under torchrun (`world`, sparsify/distributed.py) every rank calls it; rank 0 writes and
+    evaluates, and the others train their shards and return {}."""
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
-    device = resolve_device(cfg.device)
-    rd = RunDir(run_dir)
-    resuming = rd.check_config(config)
-    if not resuming:
-        _refuse_renamed(rd, config)
+    rd = RunDir(run_dir) if world.main else ReadOnlyRunDir(run_dir)
 
-    prepared = prepare(cfg, rd)
-    method, ctx, view = prepared.method, prepared.ctx, prepared.view
-    stage = EvaluationStage(cfg, prepared.data, view, device)
-    for note in skipped(cfg):  # eval.if_possible entries this run cannot run
+    def setup() -> tuple:
+        device = device_for(world, cfg.device) if world.active else resolve_device(cfg.device)
+        resuming = rd.check_config(config)
+        if not resuming:
+            _refuse_renamed(rd, config)
+        prepared = prepare(cfg, rd)
+        train = prepared.data.train
+        check_batches(world, train.batch_size, train.num_samples, len(train))
+        n_levels = prepared.method.num_levels()
+        # Only an unfinished run needs its checkpoint (a finished run's may be stale or damaged).
+        unfinished = any(not rd.level_trained(lv) for lv in range(n_levels))
+        ckpt = rd.load_checkpoint() if resuming and unfinished else None
+        if ckpt is not None:
+            check_state(ckpt.model, prepared.init, f"{rd.checkpoint_path}")
+            prepared.method.check_checkpoint(ckpt, prepared.ctx, f"{rd.checkpoint_path}")
+        # evaluation runs on rank 0 (it can still refuse: missing corruption data, say)
+        stage = EvaluationStage(cfg, prepared.data, prepared.view, device) if world.main else None
+        return device, resuming, prepared, ckpt, stage
+
+    device, resuming, prepared, ckpt, stage = _agree(world, setup)
+    method, ctx = prepared.method, prepared.ctx
+    for note in skipped(cfg) if world.main else []:  # eval.if_possible entries it cannot run
         print(f"sparsify: {note}")
     model = prepared.model.to(device)
     n_levels = method.num_levels()
@@ -199,32 +232,31 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             cfg.train.checkpoint_every, ctx.iterations_per_epoch, "train.checkpoint_every"
         ),
     )
-    # Only an unfinished run needs its checkpoint (a finished run's may be stale or damaged).
-    unfinished = any(not rd.level_trained(lv) for lv in range(n_levels))
-    ckpt = rd.load_checkpoint() if resuming and unfinished else None
-    if ckpt is not None:
-        check_state(ckpt.model, prepared.init, f"{rd.checkpoint_path}")
-        method.check_checkpoint(ckpt, ctx, f"{rd.checkpoint_path}")
 
-    # ---- from here on, files are written ----
-    rd.path.mkdir(parents=True, exist_ok=True)
-    try:  # first, since wandb can still refuse to start (not logged in, no network)
-        tracker = Tracker(rd, cfg.logger, config, config_hash(config), run_name(config))
-    except UserError:
-        if not resuming:
-            shutil.rmtree(rd.wandb_dir, ignore_errors=True)
-        raise
+    # ---- from here on, files are written (by rank 0) ----
+    def start_tracker() -> Tracker:
+        if not world.main:
+            return SilentTracker()
+        rd.path.mkdir(parents=True, exist_ok=True)
+        try:  # first, since wandb can still refuse to start (not logged in, no network)
+            return Tracker(rd, cfg.logger, config, config_hash(config), run_name(config))
+        except UserError:
+            if not resuming:
+                shutil.rmtree(rd.wandb_dir, ignore_errors=True)
+            raise
+
+    tracker = _agree(world, start_tracker)
     ok = False
     try:
         rd.remove_stale_temporaries()
         if not resuming:
             rd.write_config(config)
-        if not rd.init_path.exists():
+        if world.main and not rd.init_path.exists():
             save_torch(prepared.init, rd.init_path)
         state = RunState(
             model=model,
             train=prepared.data.train,
-            val=prepared.data.val,
+            val=prepared.data.val if world.main else None,
             train_cfg=cfg.train,
             schedule=ctx.schedule,
             device=device,
@@ -234,6 +266,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             checkpoint_every=ckpt_every,
             log_every=cfg.logger.log_every,
             num_levels=n_levels,
+            world=world,
         )
         records, waiting, offset = [], [], 0
         for level in range(n_levels):
@@ -241,9 +274,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if rd.level_trained(level):
                 record = rd.training_record(level)
             else:
-                record = train_level(state, level, method.plan(level, ctx), ckpt)
+                plan = method.plan(level, ctx)
+                world.check_same(
+                    f"starting weights and mask of level {level}",
+                    {**plan.weights, **{f"mask:{n}": m for n, m in plan.mask.items()}},
+                )
+                record = train_level(state, level, plan, ckpt)
                 ckpt = None
+                world.barrier()  # rank 0 has saved the level: the others may read it
             offset += record.iterations
+            if stage is None:  # not rank 0: rank 0 evaluates
+                continue
             waiting.append(record)
             if not stage.ready(level):  # eval.dense_level: a later level is the dense parent
                 continue
@@ -254,6 +295,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     tracker.console(level_line(record, stage, n_levels))
                 records.append(record)
             waiting = []
+        if stage is None:
+            ok = True
+            return {}
         published = publish(rd, config, stage, records)
         ok = True
         try:  # the run is done and on disk: wandb failing at the end must not undo that

@@ -187,6 +187,13 @@ class RunDir:
     def save_snapshot(self, level: int, name: str, state: dict[str, Tensor]) -> None:
         save_torch(state, self.snapshot_path(level, name))
 
+    def save_snapshot_optimizer(self, level: int, name: str, state: dict[str, Any]) -> None:
+        """The optimizer state beside snapshot `name` (written before the snapshot itself)."""
+        save_torch(state, self.snapshot_path(level, f"{name}_optimizer"))
+
+    def save_artifact(self, level: int, stem: str, content: Any) -> None:
+        save_torch(content, self.artifact_path(level, stem))
+
     def load_mask(self, level: int, weights: dict[str, Tensor]) -> Mask:
         path = self.mask_path(level)
         return Mask.from_state_dict(load_torch(path, "mask"), weights, str(path))
@@ -220,3 +227,38 @@ class RunDir:
     def load_results(self) -> RunResults:
         path = self.results_path
         return RunResults.from_json(load_json(path, "results"), str(path))
+
+
+class ReadOnlyRunDir(RunDir):
+    """The run directory as a torchrun rank other than 0 sees it (sparsify/distributed.py): it
+    reads what rank 0 wrote and writes nothing."""
+
+    def remove_stale_temporaries(self) -> None:
+        pass
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def save_trained_level(self, mask: Mask, state: dict[str, Tensor], record: LevelRecord) -> None:
+        pass
+
+    def save_metrics(self, record: LevelRecord) -> bool:
+        return False
+
+    def save_snapshot(self, level: int, name: str, state: dict[str, Tensor]) -> None:
+        pass
+
+    def save_snapshot_optimizer(self, level: int, name: str, state: dict[str, Any]) -> None:
+        pass
+
+    def save_artifact(self, level: int, stem: str, content: Any) -> None:
+        pass
+
+    def save_optimizer(self, level: int, state: dict[str, Any]) -> None:
+        pass
+
+    def save_checkpoint(self, ckpt: Checkpoint) -> None:
+        pass
+
+    def save_results(self, results: RunResults) -> None:
+        pass

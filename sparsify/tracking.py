@@ -204,3 +204,29 @@ def _start_wandb(run_dir: Path, cfg: LoggerConfig, config: dict[str, Any], wandb
         run.finish(exit_code=1)
         raise
     return run
+
+
+class SilentTracker(Tracker):
+    """The tracker of a torchrun rank other than 0: rank 0 logs and prints for the run."""
+
+    def __init__(self) -> None:  # noqa: D107 (opens nothing)
+        self.level, self.offset = 0, 0
+
+    def write(self, event: dict[str, Any]) -> None:
+        pass
+
+    def log(self, event: dict[str, Any]) -> None:
+        pass
+
+    def log_level(self, record: LevelRecord) -> None:
+        pass
+
+    def log_results(self, results: RunResults) -> None:
+        pass
+
+    @staticmethod
+    def console(line: str) -> None:
+        pass
+
+    def finish(self, ok: bool) -> None:
+        pass

@@ -100,6 +100,18 @@ def validate(cfg: DictConfig) -> None:
 def check_device(cfg: DictConfig) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(cfg.device)):
         raise UserError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
+    from sparsify.distributed import BACKENDS, backend_for, from_env
+
+    _choice("dist_backend", cfg.get("dist_backend", "auto"), BACKENDS)
+    world = from_env()
+    if world.active:  # under torchrun: a backend and device that can work, before any folder
+        backend_for(world, str(cfg.get("dist_backend", "auto")), str(cfg.device))
+        if cfg.data.get("download", False):
+            raise UserError(
+                "data.download=true under torchrun would have every process download into the "
+                "same folder; download once with python -m sparsify data.download=true (or by "
+                "hand), then start torchrun without it"
+            )
 
 
 def check_eval(cfg: DictConfig) -> None:

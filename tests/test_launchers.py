@@ -189,18 +189,6 @@ def test_gmp_settings_that_need_no_data_are_refused_before_any_job_starts(bad, m
     assert "in the sweep job" in proc.stderr and not (tmp_path / "sweep").exists()
 
 
-def test_torchrun_is_refused_before_any_work_until_data_parallel_training_lands(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node=2", "-m", "sparsify", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "sparsify: error" in ln]
-    assert len(lines) == 1 and "started by torchrun with 2 processes" in lines[0]
-    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
-
-
 def test_under_slurm_no_gpu_is_claimed(tmp_path, monkeypatch):
     from sparsify.gpus import claimed_gpu
 
@@ -225,3 +213,16 @@ def test_a_failure_counts_when_recorded_during_this_command_even_over_a_finished
     record_failure(tmp_path, "fresh", ["seed=2"], "data: missing files")
     got = {job.run: message for job, message in failed_jobs(manifest)}
     assert got == {"done": "eval: a new evaluator's error", "fresh": "data: missing files"}
+
+
+def test_jobs_that_are_one_run_are_refused_by_a_parallel_launcher(tmp_path):
+    # eval.batch_size is outside a run's identity: both jobs would train runs/<one name>
+    proc = sparsify(
+        "-m", "hydra/launcher=local", "eval.batch_size=256,512", *COMMON,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "sparsify: error" in ln]
+    assert "jobs eval.batch_size=256" in line and "and eval.batch_size=512" in line
+    assert "are the same run" in line
+    assert not (tmp_path / "sweep").exists()

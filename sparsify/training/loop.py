@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from sparsify.config import TrainConfig
 from sparsify.data.base import Loader
+from sparsify.distributed import SINGLE, World
 from sparsify.evaluate.metrics import loss_and_topk
 from sparsify.sparsity.enforce import MaskEnforcer
 from sparsify.sparsity.mask import Mask
@@ -112,17 +113,21 @@ class EpochMeter:
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         self.seen, self.started = 0, time.perf_counter()
 
-    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
-        self.loss += loss.detach() * y.numel()
+    def add(self, loss_sum: Tensor, logits: Tensor, y: Tensor) -> None:
+        """A batch (or this rank's shard of it): its summed loss, logits and labels."""
+        self.loss += loss_sum.detach()
         self.correct += (logits.detach().argmax(1) == y).sum()
         self.seen += y.numel()
 
-    def summary(self) -> dict[str, float]:
-        """The epoch's means, then the meter starts the next epoch."""
-        out = {
-            "train_loss": float(self.loss) / self.seen,
-            "train_accuracy": int(self.correct) / self.seen,
-        }
+    def summary(self, world: World = SINGLE) -> dict[str, float]:
+        """The epoch's means (over every rank's shards), then the meter starts the next epoch."""
+        if world.active:
+            totals = torch.stack([self.loss.double(), self.correct.double()])
+            totals = world.sum(torch.cat([totals, totals.new_tensor([self.seen])]))
+            loss, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+        else:
+            loss, correct, seen = float(self.loss), int(self.correct), self.seen
+        out = {"train_loss": loss / seen, "train_accuracy": correct / seen}
         self.loss.zero_()
         self.correct.zero_()
         self.seen = 0
@@ -149,11 +154,14 @@ def train_segment(
     forward: Optional[Forward] = None,
     resume_from: Optional[int] = None,
     precision: Optional[Precision] = None,
+    world: World = SINGLE,
 ) -> None:
     """Train `model` in place over `segment`, starting at `resume_from` if given (an iteration in
     [segment.start, segment.end) reached by a previous, interrupted call). `forward(model, x)`
     replaces `model(x)` in training and validation when given (learnt masks). `precision`
-    (default: `cfg.precision` on `device`) runs the forward pass and the optimizer step."""
+    (default: `cfg.precision` on `device`) runs the forward pass and the optimizer step. Under
+    torchrun (`world`) each rank trains on its shard of every batch and the gradients are
+    averaged over ranks (sparsify/distributed.py); pass `val` on rank 0 only."""
     ipe = len(train)
     amp = precision if precision is not None else Precision.for_device(cfg.precision, device)
     it = segment.start if resume_from is None else resume_from
@@ -189,23 +197,36 @@ def train_segment(
                     optimizer.state.clear()
         lr = segment.fixed_lr if segment.fixed_lr is not None else schedule(it)
         set_lr(optimizer, lr)
+        batch = y.numel()
+        x, y = world.shard(x, y)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with amp.autocast():
             logits = model(x) if forward is None else forward(model, x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if world.active:  # the shard's share of the global batch's mean loss
+                loss_sum = F.cross_entropy(
+                    logits.float(), y, label_smoothing=cfg.label_smoothing, reduction="sum"
+                )
+                loss = loss_sum * (world.size / batch)
+            else:
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                loss_sum = loss * batch
         optimizer.zero_grad(set_to_none=True)
         amp.backward(loss)
+        world.average_gradients(optimizer)
         masks.enforcer.mask_grads()
         amp.step(optimizer)
         masks.enforcer.mask_weights()
         it += 1
         bar.update(1)
-        meter.add(loss, logits, y)
+        meter.add(loss_sum, logits, y)
         if it % events.log_every == 0:
-            events.log({"event": "train", "step": it, "loss": float(loss.detach()), "lr": lr})
+            logged = float(loss.detach())
+            if world.active:  # the global batch's mean loss: one all-reduce per logged step
+                logged = float(world.sum(loss_sum.detach().clone()) / batch)
+            events.log({"event": "train", "step": it, "loss": logged, "lr": lr})
         if it % ipe == 0 or it == segment.end:  # the end of an epoch
             stats = {"event": "epoch", "epoch": (it - 1) // ipe + 1, "step": it, "lr": lr}
-            stats.update(meter.summary())
+            stats.update(meter.summary(world))
             if val is not None:
                 val_loss, val_acc = loss_and_topk(model, val, device, forward=forward)
                 stats.update(val_loss=val_loss, val_accuracy=val_acc[1])
